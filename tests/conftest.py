@@ -23,7 +23,6 @@ def ansible_env(**extra: str) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="false",
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        ANSIBLE_CALLBACKS_ENABLED="",
         PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
     )
     env.update(extra)
