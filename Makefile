@@ -29,6 +29,8 @@ host:  ## OS packages and a running Docker engine
 lab-images: host  ## build (or reuse) the Debian 13 lab images; rebuilt only when their recipe changes
 	@mkdir -p var
 	lab/build-images.sh | sed 's/^/export /' > $(LAB_ENV).tmp && mv $(LAB_ENV).tmp $(LAB_ENV)
+	@mkdir -p -m 700 var/lab-secrets
+	@test -f var/lab-secrets/admin_ed25519 || ssh-keygen -q -t ed25519 -N '' -C labadmin@homelab-lab -f var/lab-secrets/admin_ed25519
 
 lab-up: lab-images  ## start the lab hosts of inventory/lab
 	source $(LAB_ENV) && lab/lab.sh up 1

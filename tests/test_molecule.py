@@ -6,6 +6,7 @@ to var/log/molecule-<scenario>.log and its tail into the failure message.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -17,6 +18,31 @@ from conftest import ROOT, ansible_env
 # Longest first, so the parallel workers finish together.
 SCENARIOS = ["site", "caddy", "postgres", "base", "docker"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# profile_tasks prints, at the top of each run's TASKS RECAP: "<date> (<last task>)   H:MM:SS.fff"
+RUN_TOTAL = re.compile(r"TASKS RECAP.*?\(\d+:\d\d:\d\d\.\d+\)\s+(\d+):(\d\d):(\d\d\.\d+)", re.S)
+RECAP_LINE = re.compile(r"([\w.-]+)[ \t]+: (ok=\d+)[ \t]+(changed=\d+)[ \t]+(unreachable=\d+)[ \t]+(failed=\d+)")
+
+
+def _step(text: str, step: str) -> str:
+    """The output of one molecule step (between its 'Executing' line and the next step's)."""
+    m = re.search(rf"➜ {step}: Executing(.*?)➜ {step}: Executed", text, re.S)
+    return m.group(1) if m else ""
+
+
+def _report(scenario: str, text: str, elapsed: float) -> dict:
+    """Wall times and recaps of converge and idempotence, kept in var/reports for the notes."""
+    report: dict = {"scenario": scenario, "molecule_test_seconds": round(elapsed, 1)}
+    for step in ("converge", "idempotence"):
+        out = _step(text, step)
+        total = RUN_TOTAL.search(out)
+        report[f"{step}_seconds"] = (
+            round(int(total[1]) * 3600 + int(total[2]) * 60 + float(total[3]), 1) if total else None
+        )
+        report[f"{step}_recap"] = [" ".join(m.groups()) + " " for m in RECAP_LINE.finditer(out)]
+    out_dir = ROOT / "var" / "reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"molecule-{scenario}.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def _scenarios() -> list[str]:
@@ -43,4 +69,6 @@ def test_molecule_scenario(scenario: str) -> None:
     assert proc.returncode == 0, f"molecule test -s {scenario} failed after {elapsed:.0f}s; tail of {log}:\n{text[-8000:]}"
     # Idempotence is molecule's own check; assert the recap it printed so a skipped step cannot pass.
     assert "idempotence: Executed: Successful" in text, f"no successful idempotence step in {log}"
-    assert re.search(r"verify: Executed: Successful", text), f"no successful verify step in {log}"
+    assert "verify: Executed: Successful" in text, f"no successful verify step in {log}"
+    report = _report(scenario, text, elapsed)
+    assert report["idempotence_recap"] and all(" changed=0 " in r for r in report["idempotence_recap"]), report

@@ -1,0 +1,46 @@
+"""The whole site on one lab host, as its user meets it."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
+from checks import assert_check_mode_clean  # noqa: E402
+
+
+def test_ssh_offers_no_password_login(host):
+    out = host.run(
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o PreferredAuthentications=password "
+        "-o ConnectTimeout=5 labadmin@127.0.0.1 true"
+    )
+    assert out.rc != 0
+    assert "Permission denied (publickey)" in out.stderr
+
+
+def test_firewall_denies_by_default_and_allows_web(host):
+    status = host.check_output("ufw status verbose")
+    assert "Status: active" in status
+    assert "deny (incoming)" in status
+    for port in ("22/tcp", "80/tcp", "443/tcp"):
+        assert port in status
+
+
+def test_caddy_answers_https_with_its_internal_ca(host):
+    out = host.check_output(
+        "curl -sS --max-time 10 --cacert /opt/homelab/caddy/data/caddy/pki/authorities/local/root.crt "
+        "--resolve status.lab.test:443:127.0.0.1 https://status.lab.test/"
+    )
+    assert out == "homelab lab: caddy is up"
+
+
+def test_postgres_is_healthy(host):
+    health = host.check_output("docker inspect -f '{{.State.Health.Status}}' postgres")
+    assert health == "healthy"
+
+
+def test_services_share_the_homelab_network(host):
+    members = host.check_output("docker network inspect homelab -f '{{range .Containers}}{{.Name}} {{end}}'").split()
+    assert {"caddy", "postgres"} <= set(members)
+
+
+def test_check_mode_reports_no_drift():
+    assert_check_mode_clean()
