@@ -29,8 +29,12 @@ build_rootfs_image() { # name include-list
     || { tail -n 30 /var/tmp/homelab-debootstrap.log >&2; rm -rf "$dir"; exit 1; }
   # Point apt inside the image at the same mirror and keep images small.
   printf 'deb %s %s main\n' "$mirror" "$suite" > "$dir/etc/apt/sources.list"
-  # Units that cannot work in a container would leave systemd "degraded".
-  [ -d "$dir/etc/systemd/system" ] && ln -sf /dev/null "$dir/etc/systemd/system/systemd-modules-load.service"
+  # Units that cannot work in a container would leave systemd "degraded"; systemd-sysctl would
+  # write Debian's sysctl.d defaults into the kernel this machine shares with its lab hosts.
+  if [ -d "$dir/etc/systemd/system" ]; then
+    ln -sf /dev/null "$dir/etc/systemd/system/systemd-modules-load.service"
+    ln -sf /dev/null "$dir/etc/systemd/system/systemd-sysctl.service"
+  fi
   # Keep apt lists: a real server has them, and apt's cache_valid_time judges their age.
   rm -rf "$dir"/var/cache/apt/archives/*.deb
   tar -C "$dir" -c . | docker import -c 'ENV container=docker' -c 'CMD ["/bin/bash"]' - "$ref" >/dev/null
@@ -47,7 +51,7 @@ build_dockerfile_image() { # ref dir base
 
 systemd_pkgs="python3,python3-apt,systemd,systemd-sysv,sudo,ca-certificates,iproute2,procps"
 # Bump RECIPE when build_rootfs_image changes in a way that alters the images.
-RECIPE=3
+RECIPE=4
 lab_ref="homelab-lab/systemd:$(echo "$RECIPE $suite $systemd_pkgs" | sha256sum | cut -c1-12)"
 deb_ref="homelab-lab/debian:$(echo "$RECIPE $suite ca-certificates" | sha256sum | cut -c1-12)"
 build_rootfs_image "$lab_ref" "$systemd_pkgs"
