@@ -25,7 +25,8 @@ RECAP_LINE = re.compile(r"([\w.-]+)[ \t]+: (ok=\d+)[ \t]+(changed=\d+)[ \t]+(unr
 
 def _step(text: str, step: str) -> str:
     """The output of one molecule step (between its 'Executing' line and the next step's)."""
-    m = re.search(rf"➜ {step}: Executing(.*?)➜ {step}: Executed", text, re.S)
+    mark = rf"(?:➜ {step}:|> {step}\])"  # molecule's tty and non-tty log formats
+    m = re.search(rf"{mark} Executing(.*?){mark} Executed", text, re.S)
     return m.group(1) if m else ""
 
 
@@ -60,10 +61,10 @@ def test_molecule_scenario(scenario: str) -> None:
     started = time.monotonic()
     proc = subprocess.run(
         ["molecule", "test", "-s", scenario],
-        cwd=ROOT, env=ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PY_COLORS="0"),
-        capture_output=True, text=True, timeout=1800, check=False,
+        cwd=ROOT, env=ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PY_COLORS="0", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800, check=False,
     )
-    text = ANSI.sub("", proc.stdout + proc.stderr)
+    text = ANSI.sub("", proc.stdout)
     log.write_text(text)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, f"molecule test -s {scenario} failed after {elapsed:.0f}s; tail of {log}:\n{text[-8000:]}"
