@@ -11,7 +11,7 @@ MOLECULE_WORKERS ?= 3
 .PHONY: run test venv host lab-images lab-up lab-down lint molecule pytest lock clean
 
 run: venv lab-up  ## converge the lab inventory with playbooks/site.yml, then say where things answer
-	source $(LAB_ENV) && ansible-playbook playbooks/site.yml
+	source $(LAB_ENV) && ansible-playbook lab/prepare.yml && ansible-playbook playbooks/site.yml
 	@ansible-playbook playbooks/where.yml
 
 test: venv lab-images  ## every test: lint, argument specs, molecule scenarios (parallel)

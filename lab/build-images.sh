@@ -5,7 +5,8 @@
 #   homelab-lab/debian:<hash>    Debian 13 minbase: the base of the service images below
 #   homelab-lab/caddy:<hash>     Debian's caddy, laid out like the upstream caddy:2 image
 #   homelab-lab/postgres:<hash>  Debian's PostgreSQL, with an entrypoint compatible with postgres:16-alpine
-# Prints "NAME=REF" lines (LAB_IMAGE, DEBIAN_IMAGE, CADDY_IMAGE, POSTGRES_IMAGE) for callers to eval.
+# Prints "NAME=REF" lines (LAB_IMAGE, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE) for callers
+# to eval; inventory/lab and the molecule scenarios read the image names from them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 suite=${LAB_SUITE:-trixie}
@@ -63,6 +64,6 @@ build_dockerfile_image "$caddy_ref" "$here/images/caddy" "$deb_ref"
 build_dockerfile_image "$pg_ref" "$here/images/postgres" "$deb_ref"
 
 echo "LAB_IMAGE=$lab_ref"
-echo "DEBIAN_IMAGE=$deb_ref"
-echo "CADDY_IMAGE=$caddy_ref"
-echo "POSTGRES_IMAGE=$pg_ref"
+echo "LAB_DEBIAN_IMAGE=$deb_ref"
+echo "LAB_CADDY_IMAGE=$caddy_ref"
+echo "LAB_POSTGRES_IMAGE=$pg_ref"

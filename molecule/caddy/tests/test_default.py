@@ -21,7 +21,7 @@ from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
 CADDY_ROOT = "/opt/homelab/caddy"
 CADDYFILE = f"{CADDY_ROOT}/config/Caddyfile"
 ROOT_CA = "/data/caddy/pki/authorities/local/root.crt"
-IMAGE = os.environ.get("LAB_CADDY_IMAGE") or os.environ["CADDY_IMAGE"]
+IMAGE = os.environ["LAB_CADDY_IMAGE"]
 UPSTREAM_BODY = "hello from upstream"
 
 

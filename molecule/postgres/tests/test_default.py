@@ -23,7 +23,7 @@ CONVERGE_VARS = yaml.safe_load(
 )[0]["vars"]
 SUPERUSER_PASSWORD = CONVERGE_VARS["postgres_superuser_password"]
 SERVICES = {db["name"]: db for db in CONVERGE_VARS["postgres_databases"]}
-IMAGE = os.environ.get("LAB_POSTGRES_IMAGE") or os.environ["POSTGRES_IMAGE"]
+IMAGE = os.environ["LAB_POSTGRES_IMAGE"]
 BASE = "/opt/homelab/postgres"
 
 
