@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Make this machine able to run the lab: the OS packages the lab needs and a Docker engine that
 # answers. Idempotent and quick when everything is there; `make run` and `make test` call it.
+# Usage: lab/host-setup.sh [EXTRA_DEB_PACKAGE...]
 set -euo pipefail
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# Extra packages a caller asks for by name (make test: chromium for the browser tests).
+for pkg in "$@"; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "host-setup: missing ${need[*]}; run as root or: sudo apt-get install -y ${need[*]}" >&2

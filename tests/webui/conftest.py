@@ -1,0 +1,99 @@
+"""Fixtures for the job engine and web UI tests: a private var/ dir, a localhost inventory, a real
+engine, the Flask app, and real server processes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from webui_helpers import ADMIN_PASSWORD, HERE, ServerProcess, csrf_from, write_inventory  # noqa: E402
+
+from homelab.catalog import Catalog  # noqa: E402
+from homelab.inventory import Inventory  # noqa: E402
+from homelab.jobs import JobEngine  # noqa: E402
+from homelab.settings import Settings  # noqa: E402
+from homelab.store import Store  # noqa: E402
+
+
+def pytest_configure(config: Any) -> None:
+    config.addinivalue_line("markers", "browser: drives Debian's chromium through playwright")
+    config.addinivalue_line("markers", "lab: starts a lab host container")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    var = tmp_path / "var"
+    var.mkdir()
+    return Settings.from_env({
+        "HOMELAB_VAR_DIR": str(var),
+        "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
+        "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
+        "HOMELAB_MAX_PARALLEL_JOBS": "2",
+    })
+
+
+@pytest.fixture
+def make_engine() -> Iterator[Any]:
+    engines: list[JobEngine] = []
+
+    def make(settings: Settings, start: bool = True) -> JobEngine:
+        store = Store(settings.db_url)
+        engine = JobEngine(settings, store, Catalog(settings.catalog), Inventory(settings.inventory))
+        if start:
+            engine.start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for e in engines:
+        e.stop(timeout=60)
+
+
+@pytest.fixture
+def engine(settings: Settings, make_engine: Any) -> JobEngine:
+    return make_engine(settings)
+
+
+@pytest.fixture
+def app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from homelab.web import create_app
+    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["homelab"].engine.stop(timeout=60)
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def logged_in(client: Any) -> Any:
+    page = client.get("/login").get_data(as_text=True)
+    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return client
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Any]:
+    servers: list[ServerProcess] = []
+
+    def make(settings: Settings, **kw: Any) -> ServerProcess:
+        s = ServerProcess(settings, **kw)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+

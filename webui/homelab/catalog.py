@@ -1,0 +1,302 @@
+"""The catalog: the only playbooks anyone can run, and the schema their parameters must satisfy.
+
+Everything a caller sends (web form, API, CLI, schedule) is checked here before a job exists:
+unknown ids, unknown or badly typed parameters, Jinja in values and host patterns in the limit
+are refused with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CATEGORIES = ("deploy", "operate", "diagnose", "maintain")
+RISKS = ("read-only", "changes-config", "disruptive")
+TYPES = ("string", "integer", "boolean", "enum")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+PARAM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+LIMIT_TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Extra vars are templated by ansible: a value that carries Jinja would run code on the controller.
+JINJA_RE = re.compile(r"\{\{|\{%|\{#|\}\}|%\}")
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class ValidationError(ValueError):
+    """A request the catalog refuses; status is the HTTP status that fits."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+class CatalogError(Exception):
+    """The catalog file itself is wrong: the server refuses to start with it."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    description: str = ""
+    default: Any = None
+    required: bool = False
+    enum: tuple[str, ...] = ()
+    pattern: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    max_length: int = 256
+    secret: bool = False
+
+    def coerce(self, raw: Any) -> Any:
+        """The value as the playbook should see it, or ValidationError."""
+        where = f"parameter '{self.name}'"
+        if self.type == "boolean":
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(raw, str) and raw.lower() in ("false", "0", "no", "off", ""):
+                return False
+            raise ValidationError(f"{where} must be true or false", field=self.name)
+        if self.type == "integer":
+            if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+                raise ValidationError(f"{where} must be a whole number", field=self.name)
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValidationError(f"{where} must be a whole number, not {str(raw)[:40]!r}", field=self.name) from None
+            if self.minimum is not None and value < self.minimum:
+                raise ValidationError(f"{where} must be at least {self.minimum}", field=self.name)
+            if self.maximum is not None and value > self.maximum:
+                raise ValidationError(f"{where} must be at most {self.maximum}", field=self.name)
+            return value
+        if not isinstance(raw, str):
+            raise ValidationError(f"{where} must be text", field=self.name)
+        if self.type == "enum":
+            if raw not in self.enum:
+                raise ValidationError(f"{where} must be one of {', '.join(self.enum)}; got {raw[:40]!r}", field=self.name)
+            return raw
+        if len(raw) > self.max_length:
+            raise ValidationError(f"{where} is longer than {self.max_length} characters", field=self.name)
+        if JINJA_RE.search(raw):
+            raise ValidationError(f"{where} may not contain template markers ({{{{ }}}}, {{% %}})", field=self.name)
+        if CONTROL_RE.search(raw):
+            raise ValidationError(f"{where} may not contain control characters", field=self.name)
+        if self.pattern and not re.fullmatch(self.pattern, raw):
+            raise ValidationError(f"{where} does not match the pattern {self.pattern}", field=self.name)
+        return raw
+
+    def as_schema(self) -> dict[str, Any]:
+        """The parameter as a JSON-schema fragment (API and OpenAPI document)."""
+        s: dict[str, Any] = {"description": self.description}
+        if self.type == "enum":
+            s.update(type="string", enum=list(self.enum))
+        else:
+            s["type"] = self.type
+        if self.pattern:
+            s["pattern"] = self.pattern
+        if self.minimum is not None:
+            s["minimum"] = self.minimum
+        if self.maximum is not None:
+            s["maximum"] = self.maximum
+        if self.default is not None:
+            s["default"] = self.default
+        if self.secret:
+            s["writeOnly"] = True
+        return s
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    title: str
+    description: str
+    category: str
+    risk: str
+    playbook: Path
+    targets: tuple[str, ...]
+    parameters: tuple[Parameter, ...] = ()
+    mode: str = "run"  # "check": always --check --diff (a drift/diff variant)
+    tags: tuple[str, ...] = ()
+
+    @property
+    def forced_check(self) -> bool:
+        return self.mode == "check"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "title": self.title, "description": self.description,
+            "category": self.category, "risk": self.risk, "playbook": self.playbook.name,
+            "targets": list(self.targets), "mode": self.mode,
+            "parameters": {p.name: {**p.as_schema(), "required": p.required} for p in self.parameters},
+        }
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated request: what the engine runs. Built only by Catalog.prepare."""
+
+    entry: Entry
+    extravars: dict[str, Any]
+    hosts: tuple[str, ...]
+    limit: str
+    check: bool
+    diff: bool
+    secrets: tuple[str, ...] = field(default=())
+
+
+class Catalog:
+    """The catalog file, loaded and checked once (reload() picks up edits)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.resolve()
+        self.entries: dict[str, Entry] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        try:
+            data = yaml.safe_load(self.path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise CatalogError(f"cannot read the catalog {self.path}: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("playbooks"), list):
+            raise CatalogError(f"{self.path}: expected a mapping with a 'playbooks' list")
+        base = (self.path.parent / str(data.get("playbook_dir", "."))).resolve()
+        entries: dict[str, Entry] = {}
+        for i, raw in enumerate(data["playbooks"]):
+            entry = self._entry(raw, base, i)
+            if entry.id in entries:
+                raise CatalogError(f"{self.path}: id '{entry.id}' is listed twice")
+            entries[entry.id] = entry
+        self.entries = entries
+
+    def _entry(self, raw: Any, base: Path, index: int) -> Entry:
+        where = f"{self.path}: playbooks[{index}]"
+        if not isinstance(raw, dict):
+            raise CatalogError(f"{where} is not a mapping")
+        for key in ("id", "title", "category", "risk", "playbook", "targets"):
+            if key not in raw:
+                raise CatalogError(f"{where} has no '{key}'")
+        if not ID_RE.match(str(raw["id"])):
+            raise CatalogError(f"{where}: id {raw['id']!r} must match {ID_RE.pattern}")
+        if raw["category"] not in CATEGORIES:
+            raise CatalogError(f"{where}: category must be one of {CATEGORIES}")
+        if raw["risk"] not in RISKS:
+            raise CatalogError(f"{where}: risk must be one of {RISKS}")
+        playbook = (base / str(raw["playbook"])).resolve()
+        if not playbook.is_relative_to(base):
+            raise CatalogError(f"{where}: playbook {raw['playbook']!r} is outside {base}")
+        if not playbook.is_file():
+            raise CatalogError(f"{where}: playbook {playbook} does not exist")
+        mode = raw.get("mode", "run")
+        if mode not in ("run", "check"):
+            raise CatalogError(f"{where}: mode must be run or check")
+        params = []
+        for name, spec in (raw.get("parameters") or {}).items():
+            params.append(self._parameter(str(name), spec or {}, where))
+        targets = raw["targets"]
+        if isinstance(targets, str):
+            targets = [targets]
+        return Entry(
+            id=str(raw["id"]), title=str(raw["title"]), description=str(raw.get("description", "")).strip(),
+            category=raw["category"], risk=raw["risk"], playbook=playbook, targets=tuple(map(str, targets)),
+            parameters=tuple(params), mode=mode, tags=tuple(raw.get("tags") or ()),
+        )
+
+    @staticmethod
+    def _parameter(name: str, spec: dict[str, Any], where: str) -> Parameter:
+        if not PARAM_NAME_RE.match(name) or name.startswith("ansible_"):
+            raise CatalogError(f"{where}: parameter name {name!r} is not allowed")
+        ptype = spec.get("type", "string")
+        if ptype not in TYPES:
+            raise CatalogError(f"{where}: parameter {name} has unknown type {ptype!r}")
+        enum = tuple(map(str, spec.get("enum") or ()))
+        if ptype == "enum" and not enum:
+            raise CatalogError(f"{where}: enum parameter {name} lists no values")
+        if spec.get("pattern"):
+            re.compile(spec["pattern"])
+        p = Parameter(
+            name=name, type=ptype, description=str(spec.get("description", "")), default=spec.get("default"),
+            required=bool(spec.get("required", False)), enum=enum, pattern=spec.get("pattern"),
+            minimum=spec.get("minimum"), maximum=spec.get("maximum"), max_length=int(spec.get("max_length", 256)),
+            secret=bool(spec.get("secret", False)),
+        )
+        if p.default is not None:
+            try:
+                p.coerce(p.default)
+            except ValidationError as exc:
+                raise CatalogError(f"{where}: default of {name} is invalid: {exc}") from None
+        return p
+
+    def get(self, entry_id: Any) -> Entry:
+        if not isinstance(entry_id, str) or not ID_RE.match(entry_id) or entry_id not in self.entries:
+            shown = str(entry_id)[:60]
+            raise ValidationError(f"playbook '{shown}' is not in the catalog", status=404, field="playbook")
+        return self.entries[entry_id]
+
+    def prepare(self, entry_id: Any, params: Any = None, limit: Any = "", check: Any = False,
+                diff: Any = False, inventory: "HostResolver | None" = None) -> JobSpec:
+        """Validate a request against the catalog and the inventory; nothing runs if this raises."""
+        entry = self.get(entry_id)
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise ValidationError("params must be an object of name -> value", field="params")
+        known = {p.name: p for p in entry.parameters}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValidationError(f"playbook '{entry.id}' takes no parameter {', '.join(map(str, unknown))[:80]}", field="params")
+        extravars: dict[str, Any] = {}
+        secrets: list[str] = []
+        for name, p in known.items():
+            raw = params.get(name)
+            if raw is None or (raw == "" and p.type not in ("boolean",)):
+                if p.required and p.default is None:
+                    raise ValidationError(f"parameter '{name}' is required", field=name)
+                if p.default is None:
+                    continue
+                raw = p.default
+            extravars[name] = p.coerce(raw)
+            if p.secret and isinstance(extravars[name], str):
+                secrets.append(extravars[name])
+        for flag_name, flag in (("check", check), ("diff", diff)):
+            if not isinstance(flag, bool):
+                raise ValidationError(f"{flag_name} must be true or false", field=flag_name)
+        if limit is None:
+            limit = ""
+        if not isinstance(limit, str):
+            raise ValidationError("limit must be text: host or group names separated by commas", field="limit")
+        hosts = (inventory or _NO_INVENTORY).resolve(entry, limit)
+        return JobSpec(
+            entry=entry, extravars=extravars, hosts=tuple(hosts), limit=",".join(hosts),
+            check=bool(check) or entry.forced_check, diff=bool(diff) or entry.forced_check, secrets=tuple(secrets),
+        )
+
+
+def parse_limit(limit: str) -> list[str]:
+    """Host or group names separated by commas; no ansible patterns (wildcards, :&, !, @files)."""
+    tokens = [t.strip() for t in limit.split(",") if t.strip()]
+    for t in tokens:
+        if not LIMIT_TOKEN_RE.match(t):
+            raise ValidationError(
+                f"limit {t[:40]!r} is not a host or group name (letters, digits, '.', '_', '-'; no patterns)",
+                field="limit")
+    return tokens
+
+
+class HostResolver:
+    """What a limit means on an inventory: implemented in homelab.inventory."""
+
+    def resolve(self, entry: Entry, limit: str) -> list[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class _NoInventory(HostResolver):
+    def resolve(self, entry: Entry, limit: str) -> list[str]:
+        raise ValidationError("no inventory is configured", status=500)
+
+
+_NO_INVENTORY = _NoInventory()

@@ -1,0 +1,223 @@
+"""`homelab`: serve the web UI, and run/list/follow/cancel jobs through the server's one engine.
+
+The client commands talk to the running server's REST API (HOMELAB_URL, default
+http://127.0.0.1:8080) so that CLI jobs queue behind web jobs on the same hosts. Without
+HOMELAB_TOKEN, a local user gets a token minted in the local store (var/cli-token, mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from typing import Any, Iterator
+
+from homelab.settings import Settings
+
+FINAL = ("successful", "failed", "canceled")
+
+
+def serve(settings: Settings) -> int:
+    from werkzeug.serving import make_server
+
+    from homelab.web import create_app
+
+    app = create_app(settings)
+    server = make_server(settings.host, settings.port, app, threaded=True)
+    stopping = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    print(f"homelab: web UI on http://{settings.host}:{server.server_port}/ (inventory {settings.inventory}, "
+          f"store {settings.db_url})", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        app.extensions["homelab"].engine.stop()
+    return 0
+
+
+class Client:
+    """A small REST client (standard library only)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.base = os.environ.get("HOMELAB_URL", f"http://{settings.host}:{settings.port}").rstrip("/")
+        self.token = os.environ.get("HOMELAB_TOKEN") or self._local_token(settings)
+
+    @staticmethod
+    def _local_token(settings: Settings) -> str:
+        path = settings.var_dir / "cli-token"
+        if path.is_file():
+            return path.read_text().strip()
+        from homelab.store import Store
+        from homelab.web.auth import create_token
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        token = create_token(Store(settings.db_url), "admin", f"cli@{os.uname().nodename}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        return token
+
+    def _req(self, method: str, path: str, body: Any = None, accept: str = "application/json") -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Accept": accept, "X-Homelab-Client": "cli",
+            **({"Content-Type": "application/json"} if data else {})})
+        try:
+            return urllib.request.urlopen(req, timeout=None if accept == "text/event-stream" else 30)
+        except urllib.error.HTTPError as exc:
+            try:
+                msg = json.loads(exc.read()).get("error", exc.reason)
+            except ValueError:
+                msg = exc.reason
+            raise SystemExit(f"homelab: {msg} (HTTP {exc.code})") from None
+        except urllib.error.URLError as exc:
+            raise SystemExit(f"homelab: cannot reach the server at {self.base} ({exc.reason}); start it with `python -m homelab serve`") from None
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        with self._req(method, path, body) as r:
+            return json.loads(r.read())
+
+    def stream(self, job_id: int, after: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+        with self._req("GET", f"/api/v1/jobs/{job_id}/stream?after={after}", accept="text/event-stream") as r:
+            event, data = "message", []
+            for raw in r:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if not line:
+                    if data:
+                        yield event, json.loads("\n".join(data))
+                    event, data = "message", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+
+
+def _follow(client: Client, job_id: int) -> int:
+    status = "unknown"
+    for event, data in client.stream(job_id):
+        if event == "output" and data.get("stdout"):
+            sys.stdout.write(data["stdout"].replace("\r\n", "\n") + "\n")
+            sys.stdout.flush()
+        elif event == "end":
+            status = data["status"]
+            break
+    job = client.json("GET", f"/api/v1/jobs/{job_id}")
+    print(f"\njob {job_id}: {job['status']}" + (f" ({job['reason']})" if job.get("reason") else ""), file=sys.stderr)
+    return 0 if status == "successful" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="homelab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the web UI, API and job engine")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    r = sub.add_parser("run", help="start a catalog playbook and follow its output")
+    r.add_argument("playbook")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("-l", "--limit", default="")
+    r.add_argument("--check", action="store_true")
+    r.add_argument("--diff", action="store_true")
+    r.add_argument("--no-follow", action="store_true", help="print the job id and return")
+    j = sub.add_parser("jobs", help="list recent jobs")
+    j.add_argument("--status")
+    j.add_argument("--playbook")
+    j.add_argument("-n", type=int, default=20)
+    lg = sub.add_parser("logs", help="print a job's output")
+    lg.add_argument("job", type=int)
+    lg.add_argument("-f", "--follow", action="store_true")
+    c = sub.add_parser("cancel", help="cancel a queued or running job")
+    c.add_argument("job", type=int)
+    sub.add_parser("catalog", help="list the runnable playbooks")
+    t = sub.add_parser("token", help="create an API token (stored hashed; printed once)")
+    t.add_argument("name")
+    sub.add_parser("reset-admin-password", help="set a new generated admin password and print it once")
+    args = p.parse_args(argv)
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None):
+        overrides["port"] = args.port
+    settings = Settings.from_env(**overrides)
+    if args.cmd == "serve":
+        return serve(settings)
+    if args.cmd == "token":
+        from homelab.store import Store
+        from homelab.web.auth import create_token
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        print(create_token(Store(settings.db_url), "admin", args.name))
+        return 0
+
+    if args.cmd == "reset-admin-password":
+        import secrets
+
+        from sqlalchemy import select
+        from werkzeug.security import generate_password_hash
+
+        from homelab.store import Store, User
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_url)
+        password = secrets.token_urlsafe(15)
+        with store.session.begin() as s:
+            admin = s.scalar(select(User).where(User.username == "admin"))
+            if admin is None:
+                s.add(User(username="admin", password_hash=generate_password_hash(password)))
+            else:
+                admin.password_hash = generate_password_hash(password)
+        store.audit("cli", "admin.password-reset", "admin")
+        print(password)
+        return 0
+
+    client = Client(settings)
+    if args.cmd == "catalog":
+        for e in client.json("GET", "/api/v1/catalog"):
+            print(f"{e['id']:<24} {e['category']:<9} {e['risk']:<15} {e['title']}")
+        return 0
+    if args.cmd == "run":
+        params = {}
+        for kv in args.param:
+            if "=" not in kv:
+                raise SystemExit(f"homelab: parameter {kv!r} is not NAME=VALUE")
+            k, v = kv.split("=", 1)
+            params[k] = v
+        job = client.json("POST", "/api/v1/jobs", {"playbook": args.playbook, "params": params, "limit": args.limit,
+                                                   "check": args.check, "diff": args.diff})
+        print(f"job {job['id']}: {job['status']} on {', '.join(job['hosts'])}", file=sys.stderr)
+        if args.no_follow:
+            print(job["id"])
+            return 0
+        return _follow(client, job["id"])
+    if args.cmd == "jobs":
+        q = f"?limit={args.n}" + (f"&status={args.status}" if args.status else "") + (f"&playbook={args.playbook}" if args.playbook else "")
+        for job in client.json("GET", "/api/v1/jobs" + q):
+            print(f"{job['id']:>6}  {job['status']:<10} {job['playbook']:<20} {','.join(job['hosts'])[:30]:<30} {job['created_by']:<8} {job['created_at']}")
+        return 0
+    if args.cmd == "logs":
+        if args.follow:
+            return _follow(client, args.job)
+        after = 0
+        while True:
+            events = client.json("GET", f"/api/v1/jobs/{args.job}/events?after={after}")
+            if not events:
+                return 0
+            for ev in events:
+                if ev["stdout"]:
+                    print(ev["stdout"].replace("\r\n", "\n"))
+            after = events[-1]["seq"]
+    if args.cmd == "cancel":
+        res = client.json("POST", f"/api/v1/jobs/{args.job}/cancel")
+        print(f"job {args.job}: cancel requested (was {res['was']}, now {res['status']})")
+        return 0
+    return 2

@@ -1,0 +1,598 @@
+"""The job engine: the one way a playbook runs (web, API, CLI, schedules, Jarvis all call submit).
+
+Design, and why:
+- Each job gets a fresh private_data_dir under var/jobs/ and runs through ansible-runner in its
+  own thread, with our cancel_callback, no console output and no env/ files written.
+- The runner is built the way ansible_runner.run_async builds it (RunnerConfig -> prepare ->
+  Runner -> thread), with one step between: the prepared environment is filtered, because the
+  runner seeds it from the whole os.environ and the web process holds secrets.
+- The event handler only puts the event on a queue. One writer thread drains the queue in
+  batches into the store, so a slow database never stalls ansible, and events of a job are
+  written in order before the job's final status (the same queue carries both).
+- Per-host serialization: a queued job starts only when no running job shares a host with it
+  (and none queued before it does), and only while fewer than max_parallel_jobs run.
+- Cancel: the cancel_callback answers True and ansible-runner SIGKILLs the process group; any
+  process still carrying the job's marker in its environment is then killed too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import queue
+import secrets as pysecrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ansible_runner import Runner, RunnerConfig
+from sqlalchemy import insert, select, update
+
+from homelab.catalog import Catalog, JobSpec, ValidationError
+from homelab.masking import MASK, mask, mask_text
+from homelab.settings import Settings
+from homelab.store import FINAL_STATES, HostRecap, Job, JobEvent, Store, TaskResult, utcnow
+
+log = logging.getLogger(__name__)
+
+RESULT_EVENTS = {
+    "runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+MARKER_ENV = "HOMELAB_JOB_MARKER"
+
+
+@dataclass
+class _Active:
+    job_id: int
+    hosts: frozenset[str]
+    marker: str
+    secrets: tuple[str, ...]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = "canceled on request"
+    runner: Runner | None = None
+    thread: threading.Thread | None = None
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    """PIDs whose environment carries this job's marker: every process the job started."""
+    needle = f"{MARKER_ENV}={marker}".encode() + b"\0"
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if needle in f.read() + b"\0":
+                    pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def kill_marked(marker: str, grace: float = 3.0) -> int:
+    """SIGTERM then SIGKILL every process (and its group) that carries the marker; how many were found."""
+    pids = processes_with_marker(marker)
+    for pid in pids:
+        for fn in (lambda p: os.killpg(os.getpgid(p), signal.SIGTERM), lambda p: os.kill(p, signal.SIGTERM)):
+            try:
+                fn(pid)
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and processes_with_marker(marker):
+        time.sleep(0.1)
+    for pid in processes_with_marker(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(pids)
+
+
+def _another_live_server(pid: int | None) -> bool:
+    """Whether pid is a running homelab process other than this one."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"homelab" in f.read()
+    except OSError:
+        return False
+
+
+def render_diff(diff: Any) -> str:
+    """Ansible's diff structure (dict or list of dicts) as unified text."""
+    items = diff if isinstance(diff, list) else [diff]
+    out: list[str] = []
+    for d in items:
+        if not isinstance(d, dict):
+            continue
+        if "prepared" in d:
+            out.append(str(d["prepared"]))
+            continue
+        before, after = d.get("before", ""), d.get("after", "")
+        if isinstance(before, (dict, list)) or isinstance(after, (dict, list)):
+            before = json.dumps(before, indent=2, sort_keys=True, default=str)
+            after = json.dumps(after, indent=2, sort_keys=True, default=str)
+        out.extend(difflib.unified_diff(
+            str(before).splitlines(), str(after).splitlines(),
+            fromfile=str(d.get("before_header", "before")), tofile=str(d.get("after_header", "after")), lineterm=""))
+    return "\n".join(out)
+
+
+class JobEngine:
+    """Queue, run, persist and cancel catalog jobs."""
+
+    def __init__(self, settings: Settings, store: Store, catalog: Catalog, inventory: Any,
+                 pexpect_timeout: float = 0.25, coalesce: float = 0.02) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.inventory = inventory
+        self.pexpect_timeout = pexpect_timeout
+        self.coalesce = coalesce
+        self._lock = threading.RLock()
+        self._active: dict[int, _Active] = {}
+        self._queue: "queue.Queue[tuple[str, int, Any]]" = queue.Queue()
+        self._changed = threading.Condition()
+        self._version = 0
+        self._writer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.on_finished: list[Callable[[int], None]] = []
+        self._specs: dict[int, JobSpec] = {}  # validated specs of jobs queued by this process
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Recover from a previous process, prune old artifacts, start writing and dispatching."""
+        self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.recover_stale()
+        self.prune_artifacts()
+        self._writer = threading.Thread(target=self._write_loop, name="homelab-job-writer", daemon=True)
+        self._writer.start()
+        self._dispatch()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel what runs (a server going away must not leave ansible behind) and flush the writer."""
+        self._stopping.set()  # first: a job ending now must not start a queued one
+        with self._lock:
+            active = list(self._active.values())
+        for a in active:
+            a.cancel_reason = "canceled: the homelab server shut down while it ran"
+            a.cancel.set()
+        for a in active:
+            if a.thread:
+                a.thread.join(timeout)
+        self._queue.put(("stop", 0, None))
+        if self._writer:
+            self._writer.join(timeout)
+
+    def recover_stale(self) -> int:
+        """Jobs a dead process left queued or running are marked failed with the reason."""
+        now = utcnow()
+        n = 0
+        with self.store.session.begin() as s:
+            for job in s.scalars(select(Job).where(Job.status.in_(("queued", "running")))):
+                if _another_live_server(job.server_pid):
+                    continue  # a second server on this machine and store still owns it
+                killed = kill_marked(job.marker, grace=2.0) if job.marker else 0
+                if job.status == "running":
+                    job.reason = (f"the homelab server (pid {job.server_pid}) that ran this job stopped before it "
+                                  f"finished; marked failed when the server started again")
+                else:
+                    job.reason = (f"the homelab server (pid {job.server_pid}) stopped before this job could start; "
+                                  f"marked failed when the server started again (run it again if still wanted)")
+                if killed:
+                    job.reason += f"; {killed} leftover ansible process(es) were killed"
+                job.status = "failed"
+                job.finished_at = now
+                n += 1
+        if n:
+            log.warning("marked %d job(s) of a stopped server as failed", n)
+        return n
+
+    # ---------------------------------------------------------------- public API
+    def submit(self, spec: JobSpec, actor: str, source: str = "web", rerun_of: int | None = None,
+               requested_limit: str = "") -> Job:
+        """Record a validated job as queued and start it when its hosts and a slot are free."""
+        marker = pysecrets.token_hex(16)
+        with self.store.session.begin() as s:
+            job = Job(
+                playbook=spec.entry.id, title=spec.entry.title, params=mask(spec.extravars, spec.secrets),
+                limit=spec.limit, requested_limit=requested_limit, hosts=list(spec.hosts), check=spec.check,
+                diff=spec.diff, status="queued", created_by=actor, source=source, rerun_of=rerun_of,
+                server_pid=os.getpid(), marker=marker,
+            )
+            s.add(job)
+            s.flush()
+            job_id = job.id
+        with self._lock:
+            self._specs[job_id] = spec
+        self._notify()
+        self._dispatch()
+        return self.get(job_id)
+
+    def rerun(self, job_id: int, actor: str, source: str = "web") -> Job:
+        """The same playbook, parameters, limit and mode, validated again against today's catalog."""
+        old = self.get(job_id)
+        entry = self.catalog.get(old.playbook)
+        if any(p.secret and p.name in old.params for p in entry.parameters) or MASK in old.params.values():
+            raise ValidationError(f"job {job_id} had secret parameters, which are not stored; start it from the catalog", status=409)
+        spec = self.catalog.prepare(old.playbook, old.params, old.requested_limit, old.check, old.diff, self.inventory)
+        return self.submit(spec, actor, source, rerun_of=job_id, requested_limit=old.requested_limit)
+
+    def cancel(self, job_id: int, actor: str = "") -> str:
+        """Cancel a queued or running job; returns the status it had."""
+        with self._lock:
+            active = self._active.get(job_id)
+            if active:
+                active.cancel_reason = f"canceled by {actor or 'someone'} while running"
+                active.cancel.set()
+                with self.store.session.begin() as s:
+                    s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+                self._notify()
+                return "running"
+            with self.store.session.begin() as s:
+                job = s.get(Job, job_id)
+                if job is None:
+                    raise ValidationError(f"job {job_id} does not exist", status=404)
+                if job.status != "queued":
+                    return job.status
+                job.status = "canceled"
+                job.cancel_requested = True
+                job.reason = f"canceled by {actor or 'someone'} while queued"
+                job.finished_at = utcnow()
+            self._specs.pop(job_id, None)
+        self._notify()
+        self._dispatch()
+        return "queued"
+
+    def get(self, job_id: int) -> Job:
+        with self.store.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise ValidationError(f"job {job_id} does not exist", status=404)
+            return job
+
+    def events_after(self, job_id: int, after: int = 0, limit: int = 1000) -> list[JobEvent]:
+        with self.store.session() as s:
+            return list(s.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after)
+                                  .order_by(JobEvent.seq).limit(limit)))
+
+    def recaps(self, job_id: int) -> list[HostRecap]:
+        with self.store.session() as s:
+            return list(s.scalars(select(HostRecap).where(HostRecap.job_id == job_id).order_by(HostRecap.host)))
+
+    def task_results(self, job_id: int) -> list[TaskResult]:
+        with self.store.session() as s:
+            return list(s.scalars(select(TaskResult).where(TaskResult.job_id == job_id).order_by(TaskResult.seq)))
+
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        """Block until the store changed after `version` (or timeout); returns the new version."""
+        with self._changed:
+            if self._version == version:
+                self._changed.wait(timeout)
+            return self._version
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def wait(self, job_id: int, timeout: float = 300.0) -> Job:
+        """Until the job reaches a final state (tests, CLI); raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        v = self.version
+        while True:
+            job = self.get(job_id)
+            if job.status in FINAL_STATES:
+                return job
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:.0f}s")
+            v = self.wait_for_change(v, min(left, 1.0))
+
+    def active_ids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._active)
+
+    # ---------------------------------------------------------------- dispatching
+    def _dispatch(self) -> None:
+        if self._stopping.is_set():
+            return
+        with self._lock:
+            with self.store.session() as s:
+                queued = list(s.scalars(select(Job).where(Job.status == "queued").order_by(Job.id)))
+            busy: dict[str, int] = {}  # host -> the job that holds it (running, or queued before)
+            for a in self._active.values():
+                busy.update(dict.fromkeys(a.hosts, a.job_id))
+            waiting: dict[int, str] = {}
+            for job in queued:
+                hosts = frozenset(job.hosts)
+                if job.id in self._active:
+                    continue
+                blockers = sorted({busy[h] for h in hosts if h in busy})
+                if blockers:
+                    held = sorted(h for h in hosts if h in busy)
+                    waiting[job.id] = (f"waiting: {', '.join(held)} busy with job "
+                                       f"{', '.join('#' + str(b) for b in blockers)}")
+                    for h in hosts:
+                        busy.setdefault(h, job.id)  # a later job on these hosts waits behind this one
+                    continue
+                if len(self._active) >= self.settings.max_parallel_jobs:
+                    waiting[job.id] = f"waiting: {len(self._active)} jobs running, the limit is {self.settings.max_parallel_jobs}"
+                    continue
+                spec = self._specs.get(job.id)
+                if spec is None:  # queued by another process: never started here
+                    continue
+                busy.update(dict.fromkeys(hosts, job.id))
+                self._launch(job, spec)
+            changed = {jid: why for jid, why in waiting.items()
+                       if why != next((j.reason for j in queued if j.id == jid), None)}
+            if changed:
+                with self.store.session.begin() as s:
+                    for jid, why in changed.items():
+                        s.execute(update(Job).where(Job.id == jid, Job.status == "queued").values(reason=why))
+                self._notify()
+
+    def _launch(self, job: Job, spec: JobSpec) -> None:
+        active = _Active(job_id=job.id, hosts=frozenset(job.hosts), marker=job.marker, secrets=spec.secrets)
+        self._active[job.id] = active
+        pdd = self.settings.jobs_dir / f"{job.id:06d}"
+        try:
+            if pdd.exists():
+                shutil.rmtree(pdd)
+            pdd.mkdir(parents=True, mode=0o700)
+            runner = self._build_runner(job, spec, pdd, active)
+        except Exception as exc:  # the job cannot start: say why, free the slot
+            log.exception("job %s could not start", job.id)
+            self._active.pop(job.id, None)
+            self._queue.put(("finish", job.id, {"status": "failed", "rc": None,
+                                                "reason": f"could not start: {exc}", "done": None}))
+            return
+        active.runner = runner
+        with self.store.session.begin() as s:
+            s.execute(update(Job).where(Job.id == job.id).values(
+                status="running", reason="", started_at=utcnow(), artifacts_dir=str(pdd), server_pid=os.getpid()))
+        self._notify()
+        active.thread = threading.Thread(target=self._run, args=(active,), name=f"homelab-job-{job.id}", daemon=True)
+        active.thread.start()
+
+    def _build_runner(self, job: Job, spec: JobSpec, pdd: Path, active: _Active) -> Runner:
+        flags = [f for f, on in (("--check", spec.check), ("--diff", spec.diff)) if on]
+        public = {k: v for k, v in spec.extravars.items() if not (isinstance(v, str) and v in spec.secrets)}
+        if len(public) != len(spec.extravars):
+            # Secret parameters go through a 0600 file deleted when the run ends, never on a command
+            # line (ps, the runner's `command` artifact).
+            secret_file = pdd / "secret-vars.json"
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({k: v for k, v in spec.extravars.items() if k not in public}, f)
+            flags += ["-e", f"@{secret_file}"]
+        cmdline = " ".join(flags)
+        rc = RunnerConfig(
+            private_data_dir=str(pdd),
+            project_dir=str(self.settings.root),
+            playbook=str(spec.entry.playbook),
+            inventory=str(self.settings.inventory),
+            ident=str(job.id),
+            limit=spec.limit or None,
+            extravars=public or None,
+            cmdline=cmdline or None,
+            envvars={
+                "ANSIBLE_CONFIG": str(self.settings.ansible_cfg),
+                "ANSIBLE_FORCE_COLOR": "1",
+                "ANSIBLE_NOCOLOR": "0",
+                "HOMELAB_JOB_ID": str(job.id),
+                MARKER_ENV: job.marker,
+            },
+            quiet=True,
+            suppress_env_files=True,
+            # Not runner's per-job jsonfile cache: ansible.cfg's fact cache applies, as for the CLI
+            # (gathering=smart then reuses facts instead of gathering them again on every job).
+            fact_cache_type="ansible.cfg",
+        )
+        rc.prepare()
+        # prepare() resets these from env/settings (which suppress_env_files means we never write),
+        # so they are set after it: quick cancel checks, nothing on the server's console, and no
+        # unmasked stdout copy on disk (the store keeps the masked output).
+        rc.pexpect_timeout = self.pexpect_timeout
+        rc.suppress_ansible_output = True
+        rc.suppress_output_file = True
+        rc.env = self.filter_env(rc.env)
+        return Runner(
+            rc,
+            event_handler=lambda ev, _id=job.id: self._on_event(_id, ev),
+            cancel_callback=active.cancel.is_set,
+            status_handler=None,
+            finished_callback=None,
+        )
+
+    def filter_env(self, prepared: dict[str, str], server_env: dict[str, str] | None = None) -> dict[str, str]:
+        """Keep what ansible-runner added or changed and the allow-listed variables; drop the rest."""
+        server_env = dict(os.environ if server_env is None else server_env)
+
+        def allowed(name: str) -> bool:
+            return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in self.settings.job_env_allow)
+
+        out = {k: v for k, v in prepared.items() if k not in server_env or server_env[k] != v or allowed(k)}
+        venv_bin = str(Path(sys.executable).parent)
+        path = out.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        if venv_bin not in path.split(os.pathsep):
+            out["PATH"] = venv_bin + os.pathsep + path
+        return out
+
+    def _on_event(self, job_id: int, event: dict[str, Any]) -> bool:
+        """Runs in the runner's thread: only enqueue. False: the runner writes no job_events file."""
+        self._queue.put(("event", job_id, event))
+        return False
+
+    def _run(self, active: _Active) -> None:
+        assert active.runner is not None
+        status, rc, reason = "failed", None, ""
+        try:
+            runner_status, rc = active.runner.run()
+            if active.cancel.is_set():
+                status, reason = "canceled", active.cancel_reason
+            elif runner_status == "successful":
+                status = "successful"
+            else:
+                status = "failed"
+                reason = f"ansible-playbook ended with rc={rc} ({runner_status})"
+        except Exception as exc:  # a runner crash must still end the job
+            log.exception("job %s crashed", active.job_id)
+            reason = f"the job engine failed: {exc}"
+        finally:
+            secret_file = Path(active.runner.config.private_data_dir) / "secret-vars.json"
+            secret_file.unlink(missing_ok=True)
+            leftovers = kill_marked(active.marker)
+            if leftovers:
+                reason += f"; killed {leftovers} leftover process(es)"
+            done = threading.Event()
+            self._queue.put(("finish", active.job_id, {"status": status, "rc": rc, "reason": reason, "done": done}))
+            done.wait(60)
+            with self._lock:
+                self._active.pop(active.job_id, None)
+                self._specs.pop(active.job_id, None)
+            self.prune_artifacts()
+            for cb in self.on_finished:
+                try:
+                    cb(active.job_id)
+                except Exception:  # a listener must not break the engine
+                    log.exception("on_finished listener failed")
+            self._dispatch()
+
+    # ---------------------------------------------------------------- the writer
+    def _write_loop(self) -> None:
+        """Drain the queue in batches: one transaction per batch, not per event.
+
+        After the first item, wait up to `coalesce` seconds for more, so a trickle of events
+        becomes a few transactions (less CPU taken from ansible on a small machine) at the
+        cost of at most that much streaming latency.
+        """
+        while True:
+            batch = [self._queue.get()]
+            deadline = time.monotonic() + self.coalesce
+            while len(batch) < 2000:
+                try:
+                    left = deadline - time.monotonic()
+                    batch.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+                if batch[-1][0] in ("finish", "stop"):
+                    break
+            stop = any(kind == "stop" for kind, _, _ in batch)
+            try:
+                self._write(batch)
+            except Exception:
+                log.exception("writing %d job events failed", len(batch))
+                for kind, _, payload in batch:  # never leave a caller waiting on a finish
+                    if kind == "finish" and payload.get("done"):
+                        payload["done"].set()
+            self._notify()
+            if stop:
+                return
+
+    def _secrets_of(self, job_id: int) -> tuple[str, ...]:
+        with self._lock:
+            a = self._active.get(job_id)
+            return a.secrets if a else ()
+
+    def _write(self, batch: list[tuple[str, int, Any]]) -> None:
+        events: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] = []
+        recaps: list[dict[str, Any]] = []
+        finishes: list[tuple[int, dict[str, Any]]] = []
+        counts: dict[int, int] = {}
+        for kind, job_id, payload in batch:
+            if kind == "event":
+                secrets = self._secrets_of(job_id)
+                ev = payload
+                ed = ev.get("event_data") or {}
+                seq = int(ev.get("counter") or 0)
+                counts[job_id] = max(counts.get(job_id, 0), seq)
+                events.append({
+                    "job_id": job_id, "seq": seq, "event": str(ev.get("event", ""))[:64],
+                    "host": str(ed.get("host") or "")[:200], "task": str(ed.get("task") or ""),
+                    "stdout": mask_text(str(ev.get("stdout") or ""), secrets), "created": str(ev.get("created", ""))[:40],
+                })
+                name = ev.get("event")
+                if name in RESULT_EVENTS and ed.get("host"):
+                    res = mask(ed.get("res") or {}, secrets)
+                    status = RESULT_EVENTS[name]
+                    if status == "ok" and res.get("changed"):
+                        status = "changed"
+                    if status == "failed" and ed.get("ignore_errors"):
+                        status = "ignored"
+                    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
+                    results.append({
+                        "job_id": job_id, "seq": seq, "host": str(ed["host"])[:200], "task": str(ed.get("task") or ""),
+                        "action": str(ed.get("task_action") or "")[:120], "status": status,
+                        "message": mask_text(str(msg)[:4000], secrets),
+                        "diff": mask_text(render_diff(res.get("diff")), secrets) if res.get("diff") else "",
+                        "duration": ed.get("duration") if isinstance(ed.get("duration"), (int, float)) else None,
+                    })
+                elif name == "playbook_on_stats":
+                    keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+                            "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+                    hosts = set()
+                    for k in keys:
+                        hosts |= set((ed.get(k) or {}).keys())
+                    for h in sorted(hosts):
+                        recaps.append({"job_id": job_id, "host": h,
+                                       **{col: int((ed.get(k) or {}).get(h, 0)) for k, col in keys.items()}})
+            elif kind == "finish":
+                finishes.append((job_id, payload))
+        with self.store.engine.begin() as conn:  # SQLAlchemy Core: no ORM bookkeeping per event
+            if events:
+                conn.execute(insert(JobEvent.__table__), events)
+            if results:
+                conn.execute(insert(TaskResult.__table__), results)
+            if recaps:
+                conn.execute(insert(HostRecap.__table__), recaps)
+            for job_id, n in counts.items():
+                conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(event_count=n))
+            for job_id, p in finishes:
+                conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(
+                    status=p["status"], rc=p["rc"], reason=p["reason"], finished_at=utcnow()))
+        for _, p in finishes:
+            if p.get("done"):
+                p["done"].set()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    # ---------------------------------------------------------------- retention
+    def prune_artifacts(self) -> list[Path]:
+        """Drop private data dirs older than the age limit or beyond the count; never a live job's."""
+        base = self.settings.jobs_dir
+        if not base.is_dir():
+            return []
+        with self.store.session() as s:
+            live = {j for (j,) in s.execute(select(Job.id).where(Job.status.in_(("queued", "running"))))}
+        with self._lock:
+            live |= set(self._active)
+        dirs = []
+        for d in base.iterdir():
+            if d.is_dir() and d.name.isdigit():
+                dirs.append((d.stat().st_mtime, int(d.name), d))
+        dirs.sort(reverse=True)
+        cutoff = time.time() - self.settings.artifact_max_age_days * 86400
+        removed = []
+        kept = 0
+        for mtime, job_id, d in dirs:
+            if job_id in live:
+                continue
+            kept += 1
+            if mtime < cutoff or kept > self.settings.artifact_max_count:
+                shutil.rmtree(d, ignore_errors=True)
+                removed.append(d)
+        return removed

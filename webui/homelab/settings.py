@@ -1,0 +1,74 @@
+"""Configuration from the environment, with defaults that work from a checkout of the repository."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a whole number") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the engine and the web layer need to know about where things are."""
+
+    root: Path = REPO_ROOT
+    var_dir: Path = REPO_ROOT / "var"
+    database_url: str = ""
+    inventory: Path = REPO_ROOT / "inventory" / "lab"
+    catalog: Path = REPO_ROOT / "playbooks" / "catalog.yml"
+    ansible_cfg: Path = REPO_ROOT / "ansible.cfg"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_parallel_jobs: int = 2
+    artifact_max_age_days: int = 30
+    artifact_max_count: int = 200
+    cookie_secure: str = "auto"  # "auto": Secure when the request came over HTTPS; "1" always; "0" never
+    trust_proxy: bool = False
+    # Names of environment variables a job may inherit from the server process (exact or prefix*).
+    job_env_allow: tuple[str, ...] = field(default=(
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR",
+        "SSH_AUTH_SOCK", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "LAB_*",
+        "ANSIBLE_VAULT_PASSWORD_FILE", "VIRTUAL_ENV",
+        "HOMELAB_VAR_DIR",  # inventory/lab reads it (lab secrets dir); a path, not a secret
+    ))
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_dir / 'homelab.db'}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.var_dir / "jobs"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        root = Path(env.get("HOMELAB_ROOT", str(REPO_ROOT))).resolve()
+        var_dir = Path(env.get("HOMELAB_VAR_DIR", str(root / "var"))).resolve()
+        values: dict[str, object] = dict(
+            root=root,
+            var_dir=var_dir,
+            database_url=env.get("HOMELAB_DATABASE_URL", ""),
+            inventory=Path(env.get("HOMELAB_INVENTORY", str(root / "inventory" / "lab"))).resolve(),
+            catalog=Path(env.get("HOMELAB_CATALOG", str(root / "playbooks" / "catalog.yml"))).resolve(),
+            ansible_cfg=Path(env.get("HOMELAB_ANSIBLE_CFG", str(root / "ansible.cfg"))).resolve(),
+            host=env.get("HOMELAB_HOST", "127.0.0.1"),
+            port=_int(env, "HOMELAB_PORT", 8080),
+            max_parallel_jobs=max(1, _int(env, "HOMELAB_MAX_PARALLEL_JOBS", 2)),
+            artifact_max_age_days=_int(env, "HOMELAB_ARTIFACT_MAX_AGE_DAYS", 30),
+            artifact_max_count=_int(env, "HOMELAB_ARTIFACT_MAX_COUNT", 200),
+            cookie_secure=env.get("HOMELAB_COOKIE_SECURE", "auto"),
+            trust_proxy=env.get("HOMELAB_TRUST_PROXY", "") in ("1", "true", "yes"),
+        )
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,176 @@
+"""The store: jobs, their events, per-host recaps, task results, users, API tokens, the audit log.
+
+SQLAlchemy on SQLite (a file under var/) by default, PostgreSQL when HOMELAB_DATABASE_URL says so.
+Only the engine's writer thread writes events; web requests read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, create_engine,
+                        event)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+FINAL_STATES = ("successful", "failed", "canceled")
+STATES = ("queued", "running") + FINAL_STATES
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    playbook: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # masked
+    limit: Mapped[str] = mapped_column(Text, default="")
+    requested_limit: Mapped[str] = mapped_column(Text, default="")
+    hosts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    check: Mapped[bool] = mapped_column(Boolean, default=False)
+    diff: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    rc: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    source: Mapped[str] = mapped_column(String(16), default="web")  # web, api, cli, schedule, jarvis
+    rerun_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    server_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    artifacts_dir: Mapped[str] = mapped_column(Text, default="")
+    marker: Mapped[str] = mapped_column(String(64), default="")  # in every job process's environment
+
+    def as_dict(self) -> dict[str, Any]:
+        def iso(t: dt.datetime | None) -> str | None:
+            return t.isoformat() + "Z" if t else None
+        return {
+            "id": self.id, "playbook": self.playbook, "title": self.title, "params": self.params,
+            "limit": self.requested_limit, "hosts": self.hosts, "check": self.check, "diff": self.diff,
+            "status": self.status, "reason": self.reason, "rc": self.rc, "created_by": self.created_by,
+            "source": self.source, "rerun_of": self.rerun_of, "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "event_count": self.event_count,
+        }
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # the runner's event counter
+    event: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200), default="")
+    task: Mapped[str] = mapped_column(Text, default="")
+    stdout: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[str] = mapped_column(String(40), default="")
+    __table_args__ = (Index("ix_job_events_job_seq", "job_id", "seq"),)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "event": self.event, "host": self.host, "task": self.task,
+                "stdout": self.stdout, "created": self.created}
+
+
+class HostRecap(Base):
+    __tablename__ = "host_recaps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    unreachable: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    rescued: Mapped[int] = mapped_column(Integer, default=0)
+    ignored: Mapped[int] = mapped_column(Integer, default=0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("host", "ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")}
+
+
+class TaskResult(Base):
+    __tablename__ = "task_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(200))
+    task: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(120), default="")
+    status: Mapped[str] = mapped_column(String(16))  # ok, changed, failed, unreachable, skipped
+    message: Mapped[str] = mapped_column(Text, default="")
+    diff: Mapped[str] = mapped_column(Text, default="")  # unified text, masked
+    duration: Mapped[float | None] = mapped_column(nullable=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("seq", "host", "task", "action", "status", "message", "diff", "duration")}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    username: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)  # sha256 of a 256-bit random token
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # masked
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(200), default="ok")
+
+
+class Store:
+    """Engine and session factory; one per process."""
+
+    def __init__(self, url: str) -> None:
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+        Base.metadata.create_all(self.engine)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def audit(self, actor: str, action: str, target: str = "", params: dict[str, Any] | None = None,
+              ip: str = "", outcome: str = "ok") -> None:
+        from homelab.masking import mask
+        with self.session.begin() as s:
+            s.add(AuditEntry(actor=actor, action=action, target=target[:200], params=mask(params or {}),
+                             ip=ip, outcome=outcome[:200]))

@@ -1,0 +1,117 @@
+"""Flask application factory: the web UI and REST API over the one job engine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, request
+from markupsafe import Markup
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from homelab.ansi import ansi_to_html
+from homelab.catalog import Catalog
+from homelab.inventory import Inventory
+from homelab.jobs import JobEngine
+from homelab.settings import Settings
+from homelab.store import Store
+
+
+@dataclass
+class Homelab:
+    """The extension object: the only state kept between requests."""
+
+    settings: Settings
+    store: Store
+    catalog: Catalog
+    inventory: Inventory
+    engine: JobEngine
+    limiter: Any
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Secure cookies: HttpOnly and SameSite=Lax always, Secure on HTTPS (or always, by setting)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        mode = app.config.get("HOMELAB_COOKIE_SECURE", "auto")
+        if mode in ("1", "true", "yes"):
+            return True
+        if mode in ("0", "false", "no"):
+            return False
+        try:
+            return request.is_secure
+        except RuntimeError:
+            return False
+
+
+def _secret_key(settings: Settings) -> str:
+    if os.environ.get("HOMELAB_SECRET_KEY"):
+        return os.environ["HOMELAB_SECRET_KEY"]
+    path = settings.var_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def create_app(settings: Settings | None = None, start_engine: bool = True, engine_kwargs: dict[str, Any] | None = None) -> Flask:
+    from homelab.web import api, auth, views
+
+    settings = settings or Settings.from_env()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        SESSION_COOKIE_NAME="homelab_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        HOMELAB_COOKIE_SECURE=settings.cookie_secure,
+        MAX_CONTENT_LENGTH=256 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.session_interface = _Sessions()
+    if settings.trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    store = Store(settings.db_url)
+    catalog = Catalog(settings.catalog)
+    inventory = Inventory(settings.inventory)
+    engine = JobEngine(settings, store, catalog, inventory, **(engine_kwargs or {}))
+    app.extensions["homelab"] = Homelab(settings, store, catalog, inventory, engine, auth.LoginLimiter())
+
+    generated = auth.ensure_admin(store)
+    if generated:
+        print(f"homelab: first start, the admin password is (shown once): {generated}", file=sys.stderr, flush=True)
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    app.before_request(auth.guard)
+    app.after_request(_security_headers)
+    app.jinja_env.globals.update(csrf_token=auth.csrf_token, current_user=auth.current_user)
+    app.jinja_env.filters["ansi"] = lambda text: Markup(ansi_to_html(text))  # ansi_to_html escapes everything
+
+    if start_engine:
+        engine.start()
+    return app
+
+
+def _security_headers(resp: Any) -> Any:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+    return resp
+
+
+def homelab() -> Homelab:
+    from flask import current_app
+    return current_app.extensions["homelab"]

@@ -1,0 +1,202 @@
+"""HTML pages: dashboard, catalog and its forms, job pages with live output, history, audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, stream_with_context, url_for
+from sqlalchemy import select
+
+from homelab.catalog import CATEGORIES, ValidationError
+from homelab.inventory import static_group_vars
+from homelab.store import AuditEntry, Job, STATES
+from homelab.web import homelab
+from homelab.web.auth import audit, current_user
+from homelab.web.jobstream import stream_job
+
+bp = Blueprint("views", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    h = homelab()
+    with h.store.session() as s:
+        s.execute(select(1))
+    return jsonify(status="ok", running=len(h.engine.active_ids()))
+
+
+@bp.get("/")
+def dashboard() -> Any:
+    h = homelab()
+    try:
+        hosts = h.inventory.hosts()
+        inventory_error = None
+    except Exception as exc:  # a broken inventory must not take the dashboard down
+        hosts, inventory_error = [], str(exc)
+    with h.store.session() as s:
+        recent = list(s.scalars(select(Job).order_by(Job.id.desc()).limit(8)))
+        last_by_playbook = {}
+        for job in s.scalars(select(Job).where(Job.status.in_(("successful", "failed", "canceled")), Job.check.is_(False))
+                             .order_by(Job.id.desc()).limit(500)):
+            last_by_playbook.setdefault(job.playbook, job)
+    return render_template("dashboard.html", hosts=hosts, inventory_error=inventory_error, recent=recent,
+                           services=_services(last_by_playbook))
+
+
+def _services(last_by_playbook: dict[str, Job]) -> list[dict[str, Any]]:
+    """Roles with an <role>_enabled switch, their domain from homelab_services, their last deploy."""
+    h = homelab()
+    gv = static_group_vars(h.settings.inventory)
+    registry = gv.get("homelab_services") or {}
+    out = []
+    roles_dir = h.settings.root / "roles"
+    for role in sorted(p.name for p in roles_dir.iterdir() if p.is_dir()) if roles_dir.is_dir() else []:
+        defaults = roles_dir / role / "defaults" / "main.yml"
+        text = defaults.read_text() if defaults.is_file() else ""
+        has_switch = f"\n{role}_enabled:" in "\n" + text
+        enabled = gv.get(f"{role}_enabled", True if has_switch else None)
+        entry = registry.get(role) if isinstance(registry, dict) else None
+        deploy = last_by_playbook.get(f"deploy-{role}") or last_by_playbook.get("site")
+        out.append({"name": role, "enabled": enabled, "domain": (entry or {}).get("domain", ""), "last": deploy})
+    return out
+
+
+@bp.get("/catalog")
+def catalog() -> Any:
+    h = homelab()
+    by_cat = {c: [e for e in h.catalog.entries.values() if e.category == c] for c in CATEGORIES}
+    return render_template("catalog.html", by_category=by_cat)
+
+
+@bp.route("/catalog/<entry_id>", methods=["GET", "POST"])
+def entry(entry_id: str) -> Any:
+    h = homelab()
+    try:
+        e = h.catalog.get(entry_id)
+    except ValidationError as exc:
+        abort(404, description=str(exc))
+    error, values = None, {}
+    if request.method == "POST":
+        values = {p.name: (request.form.get(p.name) if p.type != "boolean" else bool(request.form.get(p.name)))
+                  for p in e.parameters}
+        params = {k: v for k, v in values.items() if v not in (None, "")}
+        limit = request.form.get("limit", "")
+        check, diff = bool(request.form.get("check")), bool(request.form.get("diff"))
+        try:
+            spec = h.catalog.prepare(e.id, params, limit, check, diff, h.inventory)
+        except ValidationError as exc:
+            audit("job.start", e.id, {"params": params, "limit": limit}, outcome=f"refused: {exc}")
+            error = str(exc)
+        else:
+            job = h.engine.submit(spec, current_user() or "", "web", requested_limit=limit)
+            audit("job.start", f"job {job.id} ({e.id})", {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff})
+            return redirect(url_for("views.job", job_id=job.id))
+    return render_template("entry.html", e=e, error=error, values=values, groups=_groups_for(e)), 400 if error else 200
+
+
+def _groups_for(e: Any) -> list[str]:
+    try:
+        groups = homelab().inventory.groups()
+    except Exception:
+        return []
+    names = set()
+    for t in e.targets:
+        names.add(t)
+        names.update(groups.get(t, []))
+    return sorted(names)
+
+
+@bp.get("/jobs")
+def jobs() -> Any:
+    h = homelab()
+    f = {k: request.args.get(k, "").strip() for k in ("status", "playbook", "user", "host", "source")}
+    q = select(Job)
+    if f["status"] in STATES:
+        q = q.where(Job.status == f["status"])
+    if f["playbook"]:
+        q = q.where(Job.playbook == f["playbook"])
+    if f["user"]:
+        q = q.where(Job.created_by == f["user"])
+    if f["source"]:
+        q = q.where(Job.source == f["source"])
+    with h.store.session() as s:
+        rows = list(s.scalars(q.order_by(Job.id.desc()).limit(1000)))
+    if f["host"]:
+        rows = [r for r in rows if f["host"] in (r.hosts or [])]
+    rows = rows[:200]
+    return render_template("jobs.html", jobs=rows, f=f, states=STATES, playbooks=sorted(h.catalog.entries))
+
+
+@bp.get("/jobs/<int:job_id>")
+def job(job_id: int) -> Any:
+    h = homelab()
+    try:
+        j = h.engine.get(job_id)
+    except ValidationError as exc:
+        abort(404, description=str(exc))
+    return render_template("job.html", job=j, recaps=h.engine.recaps(job_id), results=h.engine.task_results(job_id),
+                           events=h.engine.events_after(job_id, 0, limit=100000) if j.status in ("successful", "failed", "canceled") else [])
+
+
+@bp.get("/jobs/<int:job_id>/summary")
+def job_summary(job_id: int) -> Any:
+    h = homelab()
+    j = h.engine.get(job_id)
+    return render_template("_summary.html", job=j, recaps=h.engine.recaps(job_id), results=h.engine.task_results(job_id))
+
+
+@bp.get("/jobs/<int:job_id>/stream")
+def job_stream(job_id: int) -> Any:
+    h = homelab()
+    try:
+        h.engine.get(job_id)
+    except ValidationError as exc:
+        abort(404, description=str(exc))
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    after_i = int(after) if after.isdigit() else 0
+    return Response(stream_with_context(stream_job(h.engine, job_id, after_i)), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+def job_cancel(job_id: int) -> Any:
+    h = homelab()
+    try:
+        was = h.engine.cancel(job_id, current_user() or "")
+    except ValidationError as exc:
+        abort(exc.status, description=str(exc))
+    audit("job.cancel", f"job {job_id}", outcome=f"was {was}")
+    return redirect(url_for("views.job", job_id=job_id))
+
+
+@bp.post("/jobs/<int:job_id>/rerun")
+def job_rerun(job_id: int) -> Any:
+    h = homelab()
+    try:
+        new = h.engine.rerun(job_id, current_user() or "", "web")
+    except ValidationError as exc:
+        audit("job.rerun", f"job {job_id}", outcome=f"refused: {exc}")
+        abort(exc.status, description=str(exc))
+    audit("job.rerun", f"job {new.id} (re-run of {job_id})", {"params": new.params, "limit": new.requested_limit})
+    return redirect(url_for("views.job", job_id=new.id))
+
+
+@bp.get("/audit")
+def audit_log() -> Any:
+    h = homelab()
+    with h.store.session() as s:
+        rows = list(s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(300)))
+    return render_template("audit.html", rows=rows)
+
+
+@bp.app_errorhandler(400)
+@bp.app_errorhandler(403)
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+@bp.app_errorhandler(409)
+@bp.app_errorhandler(413)
+def error_page(exc: Any) -> Any:
+    code = getattr(exc, "code", 500)
+    if request.path.startswith("/api/"):
+        return jsonify(error=getattr(exc, "description", str(exc))), code
+    return render_template("error.html", code=code, message=getattr(exc, "description", str(exc))), code
