@@ -8,7 +8,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios run in parallel (each on its own lab host); 3 fits 2 cores, most time is apt and I/O.
 MOLECULE_WORKERS ?= 3
 
-.PHONY: run converge bench browser test venv host lab-images lab-up lab-down lint molecule pytest lock clean
+.PHONY: run converge bench bench-drift browser test venv host lab-images lab-up lab-down lint molecule pytest lock clean
 
 run: venv lab-up  ## the web UI (job engine, catalog, live output) on the lab inventory, http://127.0.0.1:8080
 	source $(LAB_ENV) && ansible-playbook lab/prepare.yml
@@ -23,6 +23,9 @@ test: venv lab-images browser  ## every test: lint, argument specs, molecule sce
 
 bench: venv lab-images  ## the job engine's benchmarks (bench/), printed as ratios and rates
 	source $(LAB_ENV) && python bench/all.py
+
+bench-drift: venv lab-images  ## drift check of 1 vs 4 lab hosts, and a full-site check (about 7 minutes)
+	source $(LAB_ENV) && cd bench && python drift_check.py
 
 venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml

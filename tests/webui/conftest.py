@@ -67,7 +67,8 @@ def app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
-    application.extensions["homelab"].engine.stop(timeout=60)
+    from homelab.web import stop_app
+    stop_app(application, timeout=60)
 
 
 @pytest.fixture

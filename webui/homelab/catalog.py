@@ -20,6 +20,7 @@ TYPES = ("string", "integer", "boolean", "enum")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PARAM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LIMIT_TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Extra vars are templated by ansible: a value that carries Jinja would run code on the controller.
 JINJA_RE = re.compile(r"\{\{|\{%|\{#|\}\}|%\}")
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -148,6 +149,7 @@ class JobSpec:
     check: bool
     diff: bool
     secrets: tuple[str, ...] = field(default=())
+    tags: tuple[str, ...] = field(default=())  # --tags: only these parts of the playbook run
 
 
 class Catalog:
@@ -239,7 +241,7 @@ class Catalog:
         return self.entries[entry_id]
 
     def prepare(self, entry_id: Any, params: Any = None, limit: Any = "", check: Any = False,
-                diff: Any = False, inventory: "HostResolver | None" = None) -> JobSpec:
+                diff: Any = False, inventory: "HostResolver | None" = None, tags: Any = ()) -> JobSpec:
         """Validate a request against the catalog and the inventory; nothing runs if this raises."""
         entry = self.get(entry_id)
         params = {} if params is None else params
@@ -270,9 +272,11 @@ class Catalog:
         if not isinstance(limit, str):
             raise ValidationError("limit must be text: host or group names separated by commas", field="limit")
         hosts = (inventory or _NO_INVENTORY).resolve(entry, limit)
+        tags = parse_tags(tags)
         return JobSpec(
             entry=entry, extravars=extravars, hosts=tuple(hosts), limit=",".join(hosts),
             check=bool(check) or entry.forced_check, diff=bool(diff) or entry.forced_check, secrets=tuple(secrets),
+            tags=tags,
         )
 
 
@@ -285,6 +289,22 @@ def parse_limit(limit: str) -> list[str]:
                 f"limit {t[:40]!r} is not a host or group name (letters, digits, '.', '_', '-'; no patterns)",
                 field="limit")
     return tokens
+
+
+def parse_tags(tags: Any) -> tuple[str, ...]:
+    """Tag names (a list, or text separated by commas); no patterns, at most 32."""
+    if tags is None or tags == "":
+        return ()
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise ValidationError("tags must be a list of tag names", field="tags")
+    if len(tags) > 32:
+        raise ValidationError("at most 32 tags", field="tags")
+    for t in tags:
+        if not TAG_RE.match(t):
+            raise ValidationError(f"tag {t[:40]!r} is not a tag name (letters, digits, '.', '_', '-')", field="tags")
+    return tuple(sorted(set(tags)))
 
 
 class HostResolver:

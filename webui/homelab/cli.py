@@ -43,7 +43,8 @@ def serve(settings: Settings) -> int:
     try:
         server.serve_forever()
     finally:
-        app.extensions["homelab"].engine.stop()
+        from homelab.web import stop_app
+        stop_app(app)
     return 0
 
 
@@ -117,6 +118,61 @@ def _follow(client: Client, job_id: int) -> int:
     return 0 if status == "successful" else 1
 
 
+def _drift(client: Client, args: argparse.Namespace) -> int:
+    cmd = args.drift_cmd or "status"
+    if cmd == "status":
+        body = client.json("GET", "/api/v1/drift")
+        if not body["states"]:
+            print("no drift check has run yet: homelab drift check")
+        for st in body["states"]:
+            extra = st["reason"] if st["state"] == "unknown" else "; ".join(t["task"] for t in st["tasks"])
+            print(f"{st['host']:<24} {st['playbook']:<14} {st['state']:<8} since {st['since']}  {extra}"[:200])
+        return 1 if body["summary"]["drifted"] else 0
+    if cmd == "schedules":
+        body = client.json("GET", "/api/v1/drift/schedules")
+        if body["error"]:
+            print(f"schedules file: {body['error']}", file=sys.stderr)
+        for s in body["schedules"]:
+            print(f"{s['id']:<20} {s['playbook']:<14} {s['when']:<22} {s['limit'] or 'every host':<20} "
+                  f"{'next ' + str(s['next_run']) if s['enabled'] else 'disabled'}")
+        return 0
+    if cmd == "history":
+        for e in client.json("GET", "/api/v1/drift/history"):
+            print(f"{e['host']:<24} {e['started_at']}  {e['resolved_at'] or 'open':<27} {', '.join(e['tasks'])[:100]}")
+        return 0
+    if cmd == "check":
+        what = args.what or "site"
+        schedules = {s["id"] for s in client.json("GET", "/api/v1/drift/schedules")["schedules"]}
+        body = {"schedule": what} if what in schedules and not args.limit else {"playbook": what, "limit": args.limit}
+        job = client.json("POST", "/api/v1/drift/check", body)
+        print(f"job {job['id']}: drift check {'started' if job['started'] else 'already running'} on {', '.join(job['hosts'])}",
+              file=sys.stderr)
+        if args.no_follow:
+            print(job["id"])
+            return 0
+        _follow(client, job["id"])
+        import time
+        results, deadline = [], time.monotonic() + 60
+        while not results and time.monotonic() < deadline:  # the result is stored just after the job ends
+            results = client.json("GET", f"/api/v1/drift/checks/{job['id']}")
+            if not results:
+                time.sleep(0.5)
+        for r in results:
+            print(f"{r['host']}: {r['state']}" + (f" ({r['reason']})" if r["reason"] else ""))
+            for t in r["tasks"]:
+                print(f"  would change: {t['role'] + ' : ' if t['role'] else ''}{t['task']}")
+        return 0
+    if cmd == "fix":
+        job = client.json("POST", "/api/v1/drift/fix", {"playbook": args.playbook, "hosts": args.hosts})
+        tags = f" --tags {','.join(job['tags'])}" if job.get("tags") else ""
+        print(f"job {job['id']}: converging {', '.join(job['hosts'])}{tags}", file=sys.stderr)
+        if args.no_follow:
+            print(job["id"])
+            return 0
+        return _follow(client, job["id"])
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="homelab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -140,6 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("cancel", help="cancel a queued or running job")
     c.add_argument("job", type=int)
     sub.add_parser("catalog", help="list the runnable playbooks")
+    d = sub.add_parser("drift", help="drift state, run a drift check now, fix drift")
+    dsub = d.add_subparsers(dest="drift_cmd")
+    dsub.add_parser("status", help="the current drift state per host (default)")
+    dc = dsub.add_parser("check", help="run a drift check now and follow it")
+    dc.add_argument("what", nargs="?", default="", help="a schedule id or a catalog id (default: every schedule's playbook 'site')")
+    dc.add_argument("-l", "--limit", default="")
+    dc.add_argument("--no-follow", action="store_true")
+    df = dsub.add_parser("fix", help="converge exactly the drifted hosts (audited) and follow it")
+    df.add_argument("playbook", nargs="?", default="site")
+    df.add_argument("hosts", nargs="*")
+    df.add_argument("--no-follow", action="store_true")
+    dsub.add_parser("schedules", help="list the drift schedules and their next run")
+    dsub.add_parser("history", help="drift episodes, newest first")
     t = sub.add_parser("token", help="create an API token (stored hashed; printed once)")
     t.add_argument("name")
     sub.add_parser("reset-admin-password", help="set a new generated admin password and print it once")
@@ -185,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         for e in client.json("GET", "/api/v1/catalog"):
             print(f"{e['id']:<24} {e['category']:<9} {e['risk']:<15} {e['title']}")
         return 0
+    if args.cmd == "drift":
+        return _drift(client, args)
     if args.cmd == "run":
         params = {}
         for kv in args.param:

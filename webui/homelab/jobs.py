@@ -128,6 +128,27 @@ def render_diff(diff: Any) -> str:
     return "\n".join(out)
 
 
+def _result_diff(res: dict[str, Any]) -> str:
+    """A task's diff; for a loop, each changed item's diff under its label (or the label alone,
+    for modules that return no diff), so a drift report names the item (sysctl key, port) that changed."""
+    if res.get("diff"):
+        return render_diff(res["diff"])
+    items = res.get("results")
+    if not isinstance(items, list):
+        return ""
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, dict) or not item.get("changed"):
+            continue
+        label = item.get("_ansible_item_label", item.get("item", ""))
+        if not isinstance(label, str):
+            label = json.dumps(label, sort_keys=True, default=str)
+        out.append(f"# item changed: {label}")
+        if item.get("diff"):
+            out.append(render_diff(item["diff"]))
+    return "\n".join(out)
+
+
 class JobEngine:
     """Queue, run, persist and cancel catalog jobs."""
 
@@ -208,7 +229,7 @@ class JobEngine:
                 playbook=spec.entry.id, title=spec.entry.title, params=mask(spec.extravars, spec.secrets),
                 limit=spec.limit, requested_limit=requested_limit, hosts=list(spec.hosts), check=spec.check,
                 diff=spec.diff, status="queued", created_by=actor, source=source, rerun_of=rerun_of,
-                server_pid=os.getpid(), marker=marker,
+                server_pid=os.getpid(), marker=marker, tags=list(spec.tags),
             )
             s.add(job)
             s.flush()
@@ -225,7 +246,8 @@ class JobEngine:
         entry = self.catalog.get(old.playbook)
         if any(p.secret and p.name in old.params for p in entry.parameters) or MASK in old.params.values():
             raise ValidationError(f"job {job_id} had secret parameters, which are not stored; start it from the catalog", status=409)
-        spec = self.catalog.prepare(old.playbook, old.params, old.requested_limit, old.check, old.diff, self.inventory)
+        spec = self.catalog.prepare(old.playbook, old.params, old.requested_limit, old.check, old.diff, self.inventory,
+                                    tags=list(old.tags or []))
         return self.submit(spec, actor, source, rerun_of=job_id, requested_limit=old.requested_limit)
 
     def cancel(self, job_id: int, actor: str = "") -> str:
@@ -366,6 +388,8 @@ class JobEngine:
 
     def _build_runner(self, job: Job, spec: JobSpec, pdd: Path, active: _Active) -> Runner:
         flags = [f for f, on in (("--check", spec.check), ("--diff", spec.diff)) if on]
+        if spec.tags:  # names checked by catalog.parse_tags: no spaces, no shell meaning
+            flags += ["--tags", ",".join(spec.tags)]
         public = {k: v for k, v in spec.extravars.items() if not (isinstance(v, str) and v in spec.secrets)}
         if len(public) != len(spec.extravars):
             # Secret parameters go through a 0600 file deleted when the run ends, never on a command
@@ -535,8 +559,9 @@ class JobEngine:
                         "job_id": job_id, "seq": seq, "host": str(ed["host"])[:200], "task": str(ed.get("task") or ""),
                         "action": str(ed.get("task_action") or "")[:120], "status": status,
                         "message": mask_text(str(msg)[:4000], secrets),
-                        "diff": mask_text(render_diff(res.get("diff")), secrets) if res.get("diff") else "",
+                        "diff": mask_text(_result_diff(res), secrets),
                         "duration": ed.get("duration") if isinstance(ed.get("duration"), (int, float)) else None,
+                        "role": str(ed.get("role") or "")[:120],
                     })
                 elif name == "playbook_on_stats":
                     keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",

@@ -26,6 +26,10 @@ class Settings:
     database_url: str = ""
     inventory: Path = REPO_ROOT / "inventory" / "lab"
     catalog: Path = REPO_ROOT / "playbooks" / "catalog.yml"
+    schedules: Path = REPO_ROOT / "playbooks" / "schedules.yml"
+    scheduler: bool = True  # run the drift scheduler in this process (one process holds the lease)
+    scheduler_lease_seconds: int = 30  # a dead scheduler's lease expires after this; renewed every sixth of it
+    public_url: str = ""  # how notifications link back to the web UI, e.g. https://homelab.example
     ansible_cfg: Path = REPO_ROOT / "ansible.cfg"
     host: str = "127.0.0.1"
     port: int = 8080
@@ -61,6 +65,10 @@ class Settings:
             database_url=env.get("HOMELAB_DATABASE_URL", ""),
             inventory=Path(env.get("HOMELAB_INVENTORY", str(root / "inventory" / "lab"))).resolve(),
             catalog=Path(env.get("HOMELAB_CATALOG", str(root / "playbooks" / "catalog.yml"))).resolve(),
+            schedules=Path(env.get("HOMELAB_SCHEDULES", str(root / "playbooks" / "schedules.yml"))).resolve(),
+            scheduler=env.get("HOMELAB_SCHEDULER", "1") not in ("0", "false", "no", "off"),
+            public_url=env.get("HOMELAB_PUBLIC_URL", "").rstrip("/"),
+            scheduler_lease_seconds=max(3, _int(env, "HOMELAB_SCHEDULER_LEASE_SECONDS", 30)),
             ansible_cfg=Path(env.get("HOMELAB_ANSIBLE_CFG", str(root / "ansible.cfg"))).resolve(),
             host=env.get("HOMELAB_HOST", "127.0.0.1"),
             port=_int(env, "HOMELAB_PORT", 8080),

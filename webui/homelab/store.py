@@ -51,6 +51,7 @@ class Job(Base):
     event_count: Mapped[int] = mapped_column(Integer, default=0)
     artifacts_dir: Mapped[str] = mapped_column(Text, default="")
     marker: Mapped[str] = mapped_column(String(64), default="")  # in every job process's environment
+    tags: Mapped[list[str] | None] = mapped_column(JSON, default=list, nullable=True)  # --tags of the run
 
     def as_dict(self) -> dict[str, Any]:
         def iso(t: dt.datetime | None) -> str | None:
@@ -61,7 +62,7 @@ class Job(Base):
             "status": self.status, "reason": self.reason, "rc": self.rc, "created_by": self.created_by,
             "source": self.source, "rerun_of": self.rerun_of, "created_at": iso(self.created_at),
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
-            "event_count": self.event_count,
+            "event_count": self.event_count, "tags": list(self.tags or []),
         }
 
 
@@ -111,9 +112,10 @@ class TaskResult(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     diff: Mapped[str] = mapped_column(Text, default="")  # unified text, masked
     duration: Mapped[float | None] = mapped_column(nullable=True)
+    role: Mapped[str | None] = mapped_column(String(120), default="", nullable=True)  # the role the task is in
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("seq", "host", "task", "action", "status", "message", "diff", "duration")}
+        return {k: getattr(self, k) for k in ("seq", "host", "task", "action", "status", "message", "diff", "duration", "role")}
 
 
 class User(Base):
@@ -148,6 +150,73 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(200), default="ok")
 
 
+DRIFT_STATES = ("drifted", "clean", "unknown")
+
+
+class DriftRun(Base):
+    """A job that is a drift check (the playbook in check + diff mode), and what asked for it."""
+    __tablename__ = "drift_runs"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    playbook: Mapped[str] = mapped_column(String(64), index=True)  # the catalog id checked
+    schedule_id: Mapped[str] = mapped_column(String(64), default="")  # "" when run by hand
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False)  # one process reads its result, once
+    analyzed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)  # when the result was stored
+
+
+class DriftResult(Base):
+    """One host's result of one drift check."""
+    __tablename__ = "drift_results"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    playbook: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # drifted, clean, unknown
+    reason: Mapped[str] = mapped_column(Text, default="")  # why unknown
+    tasks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {task, role, action, diff, message}, masked
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    checked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class DriftState(Base):
+    """The current drift state of a host for a playbook, and the drift last notified."""
+    __tablename__ = "drift_states"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    playbook: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    since: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)  # in this state since
+    checked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")  # of the open drift ("" when none)
+    tasks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # the open drift's tasks
+    __table_args__ = (Index("ux_drift_states_host_playbook", "host", "playbook", unique=True),)
+
+
+class DriftEpisode(Base):
+    """History: one drift (a set of drifted tasks on a host) from when it was seen until it was resolved."""
+    __tablename__ = "drift_episodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(200), index=True)
+    playbook: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)  # the services (roles) that drifted
+    tasks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_job: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    resolved_job: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution: Mapped[str] = mapped_column(String(32), default="")  # clean, changed (another drift replaced it)
+
+
+class SchedulerLease(Base):
+    """Who runs the scheduler: the one process holding an unexpired lease (works on SQLite and PostgreSQL)."""
+    __tablename__ = "scheduler_lease"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class Store:
     """Engine and session factory; one per process."""
 
@@ -166,7 +235,20 @@ class Store:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to a table after a store was created (nullable ones only): no migration tool needed."""
+        from sqlalchemy import inspect, text
+        insp = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name not in have and col.nullable:
+                        ddl = col.type.compile(dialect=self.engine.dialect)
+                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
 
     def audit(self, actor: str, action: str, target: str = "", params: dict[str, Any] | None = None,
               ip: str = "", outcome: str = "ok") -> None:

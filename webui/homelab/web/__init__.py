@@ -15,8 +15,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from homelab.ansi import ansi_to_html
 from homelab.catalog import Catalog
+from homelab.drift import DriftService
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
+from homelab.notify import Notifier
+from homelab.scheduler import DriftScheduler
+from homelab.schedules import Schedules
 from homelab.settings import Settings
 from homelab.store import Store
 
@@ -31,6 +35,9 @@ class Homelab:
     inventory: Inventory
     engine: JobEngine
     limiter: Any
+    schedules: Schedules | None = None
+    drift: DriftService | None = None
+    scheduler: DriftScheduler | None = None
 
 
 class _Sessions(SecureCookieSessionInterface):
@@ -59,8 +66,9 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def create_app(settings: Settings | None = None, start_engine: bool = True, engine_kwargs: dict[str, Any] | None = None) -> Flask:
-    from homelab.web import api, auth, views
+def create_app(settings: Settings | None = None, start_engine: bool = True, engine_kwargs: dict[str, Any] | None = None,
+               scheduler_kwargs: dict[str, Any] | None = None) -> Flask:
+    from homelab.web import api, auth, drift as drift_views, views
 
     settings = settings or Settings.from_env()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +91,14 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     catalog = Catalog(settings.catalog)
     inventory = Inventory(settings.inventory)
     engine = JobEngine(settings, store, catalog, inventory, **(engine_kwargs or {}))
-    app.extensions["homelab"] = Homelab(settings, store, catalog, inventory, engine, auth.LoginLimiter())
+    schedules = Schedules(settings.schedules, catalog, inventory)
+    notifier = Notifier.from_env(schedules.notify_config())
+    drift = DriftService(settings, store, catalog, inventory, engine, notifier)
+    scheduler = DriftScheduler(store, schedules, drift, **{
+        "lease_seconds": settings.scheduler_lease_seconds, "tick": settings.scheduler_lease_seconds / 6,
+        **(scheduler_kwargs or {})})
+    app.extensions["homelab"] = Homelab(settings, store, catalog, inventory, engine, auth.LoginLimiter(),
+                                        schedules, drift, scheduler)
 
     generated = auth.ensure_admin(store)
     if generated:
@@ -92,6 +107,8 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(drift_views.bp)
+    app.register_blueprint(drift_views.api_bp)
     app.before_request(auth.guard)
     app.after_request(_security_headers)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, current_user=auth.current_user)
@@ -99,7 +116,17 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
 
     if start_engine:
         engine.start()
+        if settings.scheduler:
+            scheduler.start()
     return app
+
+
+def stop_app(app: Flask, timeout: float = 30.0) -> None:
+    """Stop the scheduler (releasing its lease for another worker), then the engine."""
+    h: Homelab = app.extensions["homelab"]
+    if h.scheduler is not None:
+        h.scheduler.stop()
+    h.engine.stop(timeout)
 
 
 def _security_headers(resp: Any) -> Any:

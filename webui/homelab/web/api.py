@@ -181,5 +181,20 @@ def openapi_document() -> dict[str, Any]:
                                                      "responses": {"200": {"description": "text/event-stream"}}}},
             "/api/v1/jobs/{job_id}/cancel": {"post": {"summary": "Cancel a queued or running job", "parameters": jid, "responses": {"202": {"description": "cancel requested"}, "404": err}}},
             "/api/v1/jobs/{job_id}/rerun": {"post": {"summary": "Run again with the same parameters", "parameters": jid, "responses": {"201": ok_job, "404": err, "409": err}}},
+            "/api/v1/drift": {"get": {"summary": "Drift state per host and playbook (drifted, clean, unknown) with the drifted tasks",
+                                      "responses": {"200": {"description": "summary and states"}}}},
+            "/api/v1/drift/history": {"get": {"summary": "Drift episodes: when each started and was resolved", "parameters": [
+                {"name": "host", "in": "query", "schema": {"type": "string"}}], "responses": {"200": {"description": "episodes, newest first"}}}},
+            "/api/v1/drift/checks/{job_id}": {"get": {"summary": "Per-host result of one drift check", "parameters": jid,
+                                                      "responses": {"200": {"description": "results"}}}},
+            "/api/v1/drift/schedules": {"get": {"summary": "Drift schedules and their next run", "responses": {"200": {"description": "schedules"}}}},
+            "/api/v1/drift/check": {"post": {"summary": "Run a drift check now: {schedule} or {playbook, limit}",
+                                             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                                 "schedule": {"type": "string"}, "playbook": {"type": "string"}, "limit": {"type": "string"}}}}}},
+                                             "responses": {"201": ok_job, "200": ok_job, "400": err, "404": err, "409": err}}},
+            "/api/v1/drift/fix": {"post": {"summary": "Converge exactly the drifted hosts (tags of the drifted roles when known)",
+                                           "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                               "playbook": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}}}}}}},
+                                           "responses": {"201": ok_job, "400": err, "404": err, "409": err}}},
         },
     }

@@ -39,8 +39,10 @@ def dashboard() -> Any:
         for job in s.scalars(select(Job).where(Job.status.in_(("successful", "failed", "canceled")), Job.check.is_(False))
                              .order_by(Job.id.desc()).limit(500)):
             last_by_playbook.setdefault(job.playbook, job)
+    nexts = [t for t in h.scheduler.next_runs().values() if t] if h.scheduler else []
     return render_template("dashboard.html", hosts=hosts, inventory_error=inventory_error, recent=recent,
-                           services=_services(last_by_playbook))
+                           services=_services(last_by_playbook), drift_states=h.drift.states() if h.drift else [],
+                           drift_summary=h.drift.summary() if h.drift else {}, drift_next=min(nexts) if nexts else None)
 
 
 def _services(last_by_playbook: dict[str, Job]) -> list[dict[str, Any]]:

@@ -1,0 +1,148 @@
+"""The correctness test on a real lab host converged with site.yml: a drift check reports clean
+(no phantom changes), then several mutations behind ansible's back are each named by the next
+check, and after "fix drift" (the real converge, limited to the host and the drifted roles' tags)
+the automatic re-check is clean again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
+from drift_helpers import ROOT, wait_until
+from sqlalchemy import select
+
+from homelab.catalog import Catalog
+from homelab.drift import DriftService
+from homelab.inventory import Inventory
+from homelab.jobs import JobEngine
+from homelab.settings import Settings
+from homelab.store import DriftRun, Job, Store
+
+HOST = "homelab-drift-test"
+pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("drift-lab")]
+
+
+def lab_inventory(directory: Path, hosts: list[str]) -> Path:
+    """An inventory of lab hosts using inventory/lab's group_vars, with the repository's lab secrets."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "group_vars").symlink_to(ROOT / "inventory" / "lab" / "group_vars")
+    lines = ["all:", "  children:", "    homelab:", "      hosts:"]
+    for h in hosts:  # a host var: beats group_vars/all/secrets.yml, which derives the path from the inventory's place
+        lines += [f"        {h}:", f"          lab_secrets_dir: {ROOT / 'var' / 'lab-secrets'}"]
+    lines += ["      vars:", "        ansible_connection: community.docker.docker", "        ansible_user: root"]
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def ansible(inventory: Path, playbook: str, *extra: str, timeout: float = 900) -> None:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{playbook} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-2000:]}"
+
+
+def lab(*args: str) -> None:
+    subprocess.run([str(ROOT / "lab" / "lab.sh"), *args], check=args[0] != "rm", timeout=300)
+
+
+def in_host(host: str, script: str) -> str:
+    return subprocess.run(["docker", "exec", host, "sh", "-ec", script], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.fixture(scope="module")
+def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    assert os.environ.get("LAB_IMAGE") and os.environ.get("LAB_CADDY_IMAGE"), "source var/lab-images.env (make test does)"
+    inventory = lab_inventory(tmp_path_factory.mktemp("drift-lab") / "inventory", [HOST])
+    lab("rm", HOST)
+    lab("run", HOST)
+    try:
+        ansible(inventory, "lab/prepare.yml")
+        ansible(inventory, "playbooks/site.yml")
+        yield inventory
+    finally:
+        lab("rm", HOST)
+
+
+@pytest.fixture
+def drift(converged: Path, tmp_path: Path) -> Iterator[DriftService]:
+    var = tmp_path / "var"
+    var.mkdir()
+    settings = replace(Settings.from_env({"HOMELAB_VAR_DIR": str(var)}), inventory=converged,
+                       schedules=tmp_path / "schedules.yml", scheduler=False)
+    store = Store(settings.db_url)
+    catalog = Catalog(settings.catalog)
+    inventory = Inventory(settings.inventory)
+    engine = JobEngine(settings, store, catalog, inventory)
+    engine.start()
+    yield DriftService(settings, store, catalog, inventory, engine)
+    engine.stop(timeout=120)
+
+
+def run_check(drift: DriftService) -> Any:
+    job, started = drift.check("site", "", "test", "api")
+    assert started
+    done = drift.engine.wait(job.id, 600)
+
+    def analyzed() -> bool:
+        with drift.store.session() as s:
+            return bool(s.get(DriftRun, job.id).analyzed_at)
+    wait_until(analyzed, 60, "the drift result")
+    [state] = [st for st in drift.states() if st.host == HOST]
+    return done, state
+
+
+def names(state: Any) -> dict[str, dict[str, Any]]:
+    return {f"{t['role']} : {t['task']}": t for t in state.tasks}
+
+
+def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_makes_it_clean(drift: DriftService) -> None:
+    job, state = run_check(drift)
+    assert job.status == "successful", job.reason
+    assert state.state == "clean", f"phantom drift on a freshly converged host: {sorted(names(state))} {state.reason}"
+
+    in_host(HOST, "\n".join([
+        "echo 'MaxSessions 99' >> /etc/ssh/sshd_config.d/00-homelab-hardening.conf",  # a managed config file edited
+        "docker stop caddy >/dev/null",                                                 # a service container stopped
+        "sysctl -qw net.ipv4.tcp_syncookies=0",                                         # a managed kernel parameter changed
+        "rm /home/labadmin/.ssh/authorized_keys",                                       # the admin's key removed
+    ]))
+    job, state = run_check(drift)
+    assert state.state == "drifted", (state.state, state.reason)
+    found = names(state)
+    expected = {
+        "base : Harden sshd (drop-in that sorts first, so its values win)": "-MaxSessions 99",
+        "caddy : Run the compose project": None,
+        "base : Set the kernel parameters (file and running kernel)": "# item changed: net.ipv4.tcp_syncookies=1",
+        "base : Install the admin's SSH keys": None,
+    }
+    for task, diff_line in expected.items():
+        assert task in found, f"{task!r} not named; drifted tasks: {sorted(found)}"
+        if diff_line:
+            assert diff_line in found[task]["diff"], found[task]["diff"]
+    extra = set(found) - set(expected)
+    assert extra <= {"base : Reload sshd"}, f"drift beyond the mutations: {sorted(extra)}"
+    assert "caddy" in in_host(HOST, "docker ps -a --filter name=caddy --format '{{.Names}} {{.State}}'")
+
+    fix = drift.fix("site", [HOST], "test", "api")
+    assert fix.hosts == [HOST] and fix.tags == ["base", "caddy"] and not fix.check
+    fixed = drift.engine.wait(fix.id, 600)
+    assert fixed.status == "successful", fixed.reason
+
+    def recheck() -> int | None:
+        with drift.store.session() as s:
+            return s.scalar(select(Job.id).join(DriftRun, DriftRun.job_id == Job.id).where(Job.id > fix.id))
+    recheck_id = wait_until(recheck, 60, "the re-check after the fix")
+    drift.engine.wait(recheck_id, 600)
+    wait_until(lambda: next(st for st in drift.states() if st.host == HOST).last_job_id == recheck_id, 60, "the re-check's result")
+    state = next(st for st in drift.states() if st.host == HOST)
+    assert state.state == "clean", f"still drifted after the fix: {sorted(names(state))} {state.reason}"
+    assert "running" in in_host(HOST, "docker inspect -f '{{.State.Status}}' caddy")
+    assert in_host(HOST, "sysctl -n net.ipv4.tcp_syncookies").strip() == "1"
+    [episode] = drift.history(HOST)
+    assert episode.resolved_at and episode.resolution == "clean" and episode.roles == ["base", "caddy"]

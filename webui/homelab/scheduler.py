@@ -1,0 +1,222 @@
+"""The drift scheduler: APScheduler inside the server process, exactly one active across workers.
+
+Why it is built this way:
+- Jobs live in the same database as everything else (SQLAlchemyJobStore), so next run times
+  survive a restart and a run missed while the server was down fires once when it comes back
+  (coalesce=True, within misfire_grace_time) instead of never or many times.
+- Exactly one scheduler runs even with several web workers or servers on one store: each
+  process tries to hold a lease row (scheduler_lease) that it renews every few seconds; only
+  the holder runs APScheduler. A holder that dies stops renewing and another takes over after
+  the lease expires. A row lease works on SQLite and PostgreSQL alike (an fcntl lock would not
+  cover two machines sharing one PostgreSQL).
+- A scheduled run waits for its check job to end, so max_instances=1 really means one check
+  of a schedule at a time; DriftService.check also refuses a second check of a host that has
+  one queued or running, and the engine serializes jobs per host.
+- The schedules file is re-read when it changes (web edits, git pull): jobs whose trigger did
+  not change keep their persisted next run time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+import threading
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from homelab.catalog import ValidationError
+from homelab.drift import DriftService
+from homelab.schedules import Schedule, ScheduleError, Schedules
+from homelab.store import SchedulerLease, Store, utcnow
+
+log = logging.getLogger(__name__)
+LEASE = "drift-scheduler"
+JOB_TABLE = "apscheduler_jobs"
+_LEADER: "DriftScheduler | None" = None  # the scheduler of this process while it holds the lease
+_LEADER_LOCK = threading.Lock()
+
+
+def run_scheduled(schedule_id: str) -> None:
+    """What APScheduler calls (by reference, from its job store): one scheduled drift check."""
+    with _LEADER_LOCK:
+        leader = _LEADER
+    if leader is None:
+        log.warning("schedule %s fired in a process that no longer leads; skipped", schedule_id)
+        return
+    leader.fire(schedule_id)
+
+
+class DriftScheduler:
+    """Lease holder election plus the APScheduler instance of the holder."""
+
+    def __init__(self, store: Store, schedules: Schedules, drift: DriftService, lease_seconds: float = 30.0,
+                 tick: float = 5.0, misfire_grace_seconds: int = 6 * 3600, job_timeout: float = 6 * 3600) -> None:
+        self.store = store
+        self.schedules = schedules
+        self.drift = drift
+        self.lease_seconds = lease_seconds
+        self.tick = tick
+        self.misfire_grace_seconds = misfire_grace_seconds
+        self.job_timeout = job_timeout
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.error = ""  # the schedules file's problem, shown on the Drift page
+        self._aps: Any = None
+        self._mtime = -1.0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="homelab-drift-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(30)
+        self._step_down()
+        with self.store.session.begin() as s:
+            s.execute(update(SchedulerLease).where(SchedulerLease.name == LEASE, SchedulerLease.holder == self.holder)
+                      .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+
+    def reload(self) -> None:
+        """Re-read the schedules now (after an edit) instead of at the next tick."""
+        self._mtime = -1.0
+        self._wake.set()
+
+    @property
+    def leading(self) -> bool:
+        return self._aps is not None
+
+    def lease_holder(self) -> tuple[str, dt.datetime] | None:
+        with self.store.session() as s:
+            row = s.get(SchedulerLease, LEASE)
+            return (row.holder, row.expires_at) if row and row.expires_at > utcnow() else None
+
+    def next_runs(self) -> dict[str, dt.datetime | None]:
+        """schedule id -> next run time (UTC), from the persisted job store (any process can read it)."""
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        try:
+            js = SQLAlchemyJobStore(engine=self.store.engine, tablename=JOB_TABLE)
+            js.start(None, "default")  # type: ignore[arg-type]
+            return {j.id: (j.next_run_time.astimezone(dt.timezone.utc).replace(tzinfo=None) if j.next_run_time else None)
+                    for j in js.get_all_jobs()}
+        except Exception:  # the table does not exist before the first leader started
+            return {}
+
+    # ---------------------------------------------------------------- election
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self._renew():
+                    if self._aps is None:
+                        self._lead()
+                    elif self.schedules.mtime() != self._mtime:
+                        self._sync()
+                elif self._aps is not None:
+                    log.warning("drift scheduler: lost the lease, standing by")
+                    self._step_down()
+            except Exception:
+                log.exception("drift scheduler tick failed")
+            self._wake.wait(self.tick)
+            self._wake.clear()
+
+    def _renew(self) -> bool:
+        """Take or extend the lease; True when this process holds it."""
+        now = utcnow()
+        until = now + dt.timedelta(seconds=self.lease_seconds)
+        with self.store.engine.begin() as conn:
+            t = SchedulerLease.__table__
+            r = conn.execute(update(t).where(t.c.name == LEASE, or_(t.c.holder == self.holder, t.c.expires_at < now))
+                             .values(holder=self.holder, expires_at=until))
+            if r.rowcount == 1:
+                return True
+            if conn.execute(select(t.c.name).where(t.c.name == LEASE)).first() is not None:
+                return False
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(insert(SchedulerLease.__table__).values(name=LEASE, holder=self.holder, expires_at=until))
+            return True
+        except IntegrityError:
+            return False
+
+    def _lead(self) -> None:
+        global _LEADER
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+        aps = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOB_TABLE)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": self.misfire_grace_seconds},
+            timezone=dt.datetime.now().astimezone().tzinfo,
+        )
+        aps.start(paused=True)  # no job fires before the file and the store agree
+        with _LEADER_LOCK:
+            _LEADER = self
+        self._aps = aps
+        self._sync()
+        aps.resume()
+        log.info("drift scheduler: leading (%s)", self.holder)
+
+    def _step_down(self) -> None:
+        global _LEADER
+        aps, self._aps = self._aps, None
+        with _LEADER_LOCK:
+            if _LEADER is self:
+                _LEADER = None
+        if aps is not None:
+            try:
+                aps.shutdown(wait=False)
+            except Exception:
+                log.exception("drift scheduler shutdown failed")
+
+    def _sync(self) -> None:
+        """Make the job store hold exactly the enabled schedules of the file."""
+        self._mtime = self.schedules.mtime()
+        try:
+            wanted = {s.id: s for s in self.schedules.load() if s.enabled}
+            self.error = ""
+        except ScheduleError as exc:
+            self.error = str(exc)
+            log.error("drift schedules not applied: %s", exc)
+            return  # keep what runs until the file is fixed
+        aps = self._aps
+        if aps is None:
+            return
+        for job in aps.get_jobs():
+            if job.id not in wanted:
+                aps.remove_job(job.id)
+        for s in wanted.values():
+            trigger = s.trigger()
+            job = aps.get_job(s.id)
+            if job is not None and str(job.trigger) == str(trigger) and list(job.args) == [s.id]:
+                continue  # unchanged: keep the persisted next run time (and a missed run)
+            aps.add_job(run_scheduled, trigger=trigger, args=[s.id], id=s.id, name=f"drift check: {s.playbook}",
+                        replace_existing=True)
+
+    # ---------------------------------------------------------------- firing
+    def fire(self, schedule_id: str) -> int | None:
+        """Start the schedule's check and wait for it to end; the job id, or None when refused."""
+        try:
+            s: Schedule = self.schedules.get(schedule_id)
+        except (ValidationError, ScheduleError) as exc:
+            log.error("schedule %s not run: %s", schedule_id, exc)
+            return None
+        try:
+            job, started = self.drift.check(s.playbook, s.limit, f"schedule {s.id}", "schedule", schedule_id=s.id)
+        except ValidationError as exc:
+            log.error("schedule %s not run: %s", schedule_id, exc)
+            return None
+        if not started:
+            log.info("schedule %s: job %s already checks these hosts", schedule_id, job.id)
+        try:
+            self.drift.engine.wait(job.id, self.job_timeout)
+        except TimeoutError:
+            log.warning("schedule %s: job %s still runs after %ss", schedule_id, job.id, self.job_timeout)
+        return job.id

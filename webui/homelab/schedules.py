@@ -1,0 +1,221 @@
+"""Drift-check schedules: a version-controlled YAML file (playbooks/schedules.yml), validated
+against the catalog and the inventory before anything is scheduled or written back.
+
+Why a file and not the database: schedules are configuration, reviewed and versioned with the
+playbooks they run. The scheduler's own bookkeeping (next run times) lives in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from homelab.catalog import Catalog, HostResolver, ValidationError, parse_limit
+
+SCHEDULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+INTERVAL_RE = re.compile(r"^(\d{1,6})\s*(s|m|h|d)$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_INTERVAL_SECONDS = 5
+HEADER = """---
+# Drift-check schedules: each runs a catalog playbook (playbooks/catalog.yml) in check + diff mode
+# through the job engine and records per host whether it drifted. Edited by hand or on the web
+# UI's Drift page (which validates, rewrites this file and audits the change).
+#   id        letters, digits, '-', '_'
+#   playbook  a catalog id (its real converge is what "Fix drift" runs)
+#   cron      "min hour day month weekday" (server time zone), or
+#   interval  a number with s, m, h or d: "30m", "6h", "1d"
+#   limit     host or group names separated by commas; empty: every host the entry targets
+#   enabled   false keeps the schedule but never fires it
+# Notifications (optional): HOMELAB_NOTIFY_DISCORD_URL, HOMELAB_NOTIFY_NTFY_URL (+ _NTFY_TOKEN),
+# HOMELAB_NOTIFY_WEBHOOK_URL in the server's environment; a `notify:` section here
+# (discord_url, ntfy_url, webhook_url) only for URLs that carry no secret.
+"""
+
+
+class ScheduleError(ValueError):
+    """The schedules file (or an edit of it) is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    playbook: str
+    cron: str = ""
+    interval: str = ""
+    limit: str = ""
+    enabled: bool = True
+
+    @property
+    def interval_seconds(self) -> int:
+        m = INTERVAL_RE.match(self.interval.strip())
+        return int(m[1]) * UNIT_SECONDS[m[2]] if m else 0
+
+    @property
+    def when(self) -> str:
+        return f"cron {self.cron}" if self.cron else f"every {self.interval}"
+
+    def trigger(self) -> Any:
+        """The APScheduler trigger this schedule fires on."""
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+        if self.cron:
+            return CronTrigger.from_crontab(self.cron)
+        return IntervalTrigger(seconds=self.interval_seconds)
+
+    def as_yaml(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "playbook": self.playbook}
+        if self.cron:
+            d["cron"] = self.cron
+        else:
+            d["interval"] = self.interval
+        d["limit"] = self.limit
+        d["enabled"] = self.enabled
+        return d
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "when": self.when}
+
+
+def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
+    """One schedule from YAML or a form, with messages a person can act on."""
+    if not isinstance(raw, dict):
+        raise ScheduleError(f"{where} is not a mapping")
+    unknown = sorted(set(raw) - {"id", "playbook", "cron", "interval", "limit", "enabled"})
+    if unknown:
+        raise ScheduleError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
+    sid = str(raw.get("id") or "").strip()
+    if not SCHEDULE_ID_RE.match(sid):
+        raise ScheduleError(f"{where}: id {sid!r} must be lower-case letters, digits, '-' or '_'")
+    where = f"schedule '{sid}'"
+    playbook = str(raw.get("playbook") or "").strip()
+    if not playbook:
+        raise ScheduleError(f"{where}: playbook (a catalog id) is required")
+    cron = str(raw.get("cron") or "").strip()
+    interval = str(raw.get("interval") or "").strip()
+    if bool(cron) == bool(interval):
+        raise ScheduleError(f"{where}: give exactly one of cron (\"30 4 * * *\") or interval (\"6h\")")
+    if cron:
+        from apscheduler.triggers.cron import CronTrigger
+        try:
+            CronTrigger.from_crontab(cron)
+        except ValueError as exc:
+            raise ScheduleError(f"{where}: cron {cron!r} is not valid ({exc}); use 'min hour day month weekday'") from None
+    else:
+        m = INTERVAL_RE.match(interval)
+        if not m:
+            raise ScheduleError(f"{where}: interval {interval!r} must be a number with s, m, h or d, e.g. 30m")
+        if int(m[1]) * UNIT_SECONDS[m[2]] < MIN_INTERVAL_SECONDS:
+            raise ScheduleError(f"{where}: interval must be at least {MIN_INTERVAL_SECONDS}s")
+    limit = str(raw.get("limit") or "").strip()
+    try:
+        parse_limit(limit)
+    except ValidationError as exc:
+        raise ScheduleError(f"{where}: {exc}") from None
+    enabled = raw.get("enabled", True)
+    if isinstance(enabled, str):
+        enabled = enabled.lower() in ("1", "true", "yes", "on")
+    if not isinstance(enabled, bool):
+        raise ScheduleError(f"{where}: enabled must be true or false")
+    return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled)
+
+
+class Schedules:
+    """The schedules file: load, validate against the catalog, write back atomically."""
+
+    def __init__(self, path: Path, catalog: Catalog, inventory: HostResolver | None = None) -> None:
+        self.path = path
+        self.catalog = catalog
+        self.inventory = inventory
+
+    def mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def load(self) -> list[Schedule]:
+        """The schedules; a missing file means none. Raises ScheduleError when the file is wrong."""
+        if not self.path.exists():
+            return []
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ScheduleError(f"cannot read {self.path}: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("schedules", []), list):
+            raise ScheduleError(f"{self.path}: expected a mapping with a 'schedules' list")
+        out = [parse_schedule(raw, f"{self.path.name}: schedules[{i}]") for i, raw in enumerate(data.get("schedules") or [])]
+        self.validate(out)
+        return out
+
+    def notify_config(self) -> dict[str, Any]:
+        """The optional `notify:` section (discord_url, ntfy_url, webhook_url without secrets; env wins)."""
+        try:
+            data = yaml.safe_load(self.path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return {}
+        notify = data.get("notify") if isinstance(data, dict) else None
+        return notify if isinstance(notify, dict) else {}
+
+    def validate(self, schedules: list[Schedule]) -> None:
+        seen: set[str] = set()
+        for s in schedules:
+            if s.id in seen:
+                raise ScheduleError(f"schedule id '{s.id}' is listed twice")
+            seen.add(s.id)
+            try:
+                entry = self.catalog.get(s.playbook)
+            except ValidationError as exc:
+                raise ScheduleError(f"schedule '{s.id}': {exc}") from None
+            if run_variant(self.catalog, entry.id) is None:
+                raise ScheduleError(f"schedule '{s.id}': '{entry.id}' has no catalog entry that converges "
+                                    f"{entry.playbook.name} for real, so drift could not be fixed")
+            if self.inventory is not None and s.limit:
+                try:
+                    self.inventory.resolve(entry, s.limit)
+                except ValidationError as exc:
+                    raise ScheduleError(f"schedule '{s.id}': {exc}") from None
+
+    def get(self, schedule_id: str) -> Schedule:
+        for s in self.load():
+            if s.id == schedule_id:
+                return s
+        raise ValidationError(f"schedule '{str(schedule_id)[:64]}' does not exist", status=404, field="schedule")
+
+    def save(self, schedules: list[Schedule]) -> None:
+        """Validate, then replace the file atomically (a reader never sees half a file)."""
+        self.validate(schedules)
+        doc: dict[str, Any] = {"schedules": [s.as_yaml() for s in schedules]}
+        notify = self.notify_config()
+        if notify:
+            doc["notify"] = notify  # kept as it was: the web UI does not edit it
+        body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".schedules-", suffix=".yml")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(HEADER + body)
+            if self.path.exists():
+                os.chmod(tmp, self.path.stat().st_mode & 0o777)
+            else:
+                os.chmod(tmp, 0o644)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def run_variant(catalog: Catalog, entry_id: str) -> str | None:
+    """The catalog entry that converges the same playbook for real (the entry itself unless it is check-only)."""
+    entry = catalog.get(entry_id)
+    if not entry.forced_check:
+        return entry.id
+    for e in catalog.entries.values():
+        if e.playbook == entry.playbook and not e.forced_check and not e.parameters:
+            return e.id
+    return None
