@@ -10,6 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab: needs Docker and a lab host the test starts itself")
+    config.addinivalue_line("markers", "browser: drives Debian's chromium through playwright")
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
