@@ -1,13 +1,16 @@
-"""Shared fixtures: the repository root and an environment for running Ansible from tests."""
+"""Session-wide pytest set-up: the marks, and tests/ on sys.path so any test module can import
+labenv (ROOT, ansible_env) whichever directory it lives in."""
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from labenv import ROOT  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -18,17 +21,3 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
-
-
-def ansible_env(**extra: str) -> dict[str, str]:
-    """The environment for an ansible-playbook run from a test: the repo's config, no colour."""
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_FORCE_COLOR="false",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
-        PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-    )
-    env.update(extra)
-    return env

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, ansible_env
+from labenv import ROOT, ansible_env
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHxwQ4u0R6yGZ0d8mXKxUjsQKo0cz1d0m2bJ2H0m8e9Z test@lab"
 
@@ -36,6 +36,16 @@ CASES = [
     ("postgres", {}, "postgres_superuser_password", "is not set"),
     ("postgres", {"postgres_superuser_password": "s3cret", "postgres_databases": [{"name": "n8n; DROP", "owner": "n8n", "password": "p"}]},
      "postgres_databases", "n8n; DROP"),
+    ("discord_bot", {"discord_bot_source": "zip"}, "discord_bot_source", "must be one of"),
+    ("discord_bot", {"discord_bot_enabled": True}, "discord_bot_git_repo", "is empty"),
+    ("stream_bot", {"stream_bot_enabled": True, "stream_bot_source": "image", "stream_bot_image": "bot:1",
+                    "stream_bot_postgres_password": "p"}, "TWITCH_CLIENT_ID", "are not set"),
+    ("plex", {"plex_enabled": True, "plex_claim_token": "abc123"}, "plex_claim_token", "claim-XXXX"),
+    ("plex", {"plex_enabled": True, "plex_media_dirs": [{"host": "/srv/no-such-media", "container": "/data/m"}]},
+     "plex_media_dirs", "/srv/no-such-media"),
+    ("home_assistant", {"home_assistant_network_mode": "macvlan"}, "home_assistant_network_mode", "must be one of"),
+    ("vnc_desktop", {"vnc_desktop_enabled": True}, "vnc_desktop_password", "vault"),
+    ("twingate_connector", {"twingate_connector_enabled": True}, "twingate_connector_access_token", "vault"),
 ]
 
 

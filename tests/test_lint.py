@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT, ansible_env
+from labenv import ROOT, ansible_env
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

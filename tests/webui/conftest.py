@@ -20,11 +20,6 @@ from homelab.settings import Settings  # noqa: E402
 from homelab.store import Store  # noqa: E402
 
 
-def pytest_configure(config: Any) -> None:
-    config.addinivalue_line("markers", "browser: drives Debian's chromium through playwright")
-    config.addinivalue_line("markers", "lab: starts a lab host container")
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     var = tmp_path / "var"
