@@ -1,0 +1,145 @@
+"""What a user of the two bots sees once discord_bot and stream_bot have run.
+
+discord_bot is built on the lab host from a local git repository (a tiny Node app with no npm
+dependencies that logs in to the database named by DATABASE_URL with PostgreSQL's wire protocol,
+SCRAM included, and runs a query) on the Debian Node.js image that stands in for node:22-slim,
+through the role's default Dockerfile and `npm start`. stream_bot runs from an image (the stand-in,
+which queries DATABASE_URL with psycopg2). Both answer through Caddy over HTTPS. A new commit is
+deployed as a new image tagged with it; a commit whose app exits is rolled back to the previous
+image and the run fails.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from checks import assert_check_mode_clean, run_converge  # noqa: E402
+from services import get_json  # noqa: E402
+
+BOT = "https://bot.lab.test/"
+STREAM = "https://stream.lab.test/"
+WORKTREE = "/srv/lab-bot"
+
+
+def head(host) -> str:
+    return host.check_output("git -C /srv/git/discord_bot.git rev-parse main").strip()
+
+
+def running_image(host, name: str) -> str:
+    return host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {name}").strip()
+
+
+def commit(host, message: str, script: str) -> str:
+    """Change the lab bot's working tree with a shell script, commit it, push it to main."""
+    cmd = (
+        f"set -e; cd {WORKTREE}; {script}; git add -A; git commit -q -m {shlex.quote(message)}; "
+        "git push -q origin main"
+    )
+    host.run_expect([0], f"bash -c {shlex.quote(cmd)}")
+    return head(host)
+
+
+def set_version(version: str) -> str:
+    return f"sed -i \"s/^const VERSION = .*/const VERSION = '{version}';/\" server.js"
+
+
+def test_discord_bot_answers_through_caddy_and_logs_in_to_its_own_database(host):
+    body = get_json(host, BOT + "status")
+    assert body["service"] == "lab-bot" and body["version"] == "v1"
+    # A real login (SCRAM) and query with DATABASE_URL, as the bot's own user on its own database.
+    assert body["database"] == "ok discord_bot discord_bot"
+    # The default Dockerfile runs the app as the node user, like node:22-slim's.
+    assert body["user"] == 1000
+    # The named secrets that are set reach the app; unset ones are left out.
+    env = set(body["env"])
+    assert {"DATABASE_URL", "DISCORD_TOKEN", "OPENAI_API_KEY", "NODE_ENV", "PORT", "PUBLIC_URL"} <= env
+    assert "DISCORD_CLIENT_SECRET" not in env
+
+
+def test_discord_bot_runs_the_image_built_from_the_checked_out_commit(host):
+    image = running_image(host, "discord_bot")
+    assert image.startswith(f"homelab/discord_bot:{head(host)[:12]}-"), image
+    # Built by the default Dockerfile (the repository has none), which npm-starts the app.
+    dockerfile = host.file("/opt/homelab/discord_bot/Dockerfile").content_string
+    assert 'CMD ["npm", "start"]' in dockerfile and "npm ci" not in dockerfile
+
+
+def test_stream_bot_runs_from_an_image_on_its_own_database(host):
+    body = get_json(host, STREAM)
+    assert body["service"] == "stream_bot" and body["port"] == 3000
+    assert body["database"] == "ok stream_bot stream_bot"
+    assert {"DATABASE_URL", "TWITCH_CLIENT_ID", "TWITCH_CLIENT_SECRET"} <= set(body["env"])
+    assert running_image(host, "stream_bot").startswith("homelab-lab/standin:")
+    assert not host.file("/opt/homelab/stream_bot/src").exists
+
+
+def test_secrets_are_root_only_and_not_in_compose_yml(host):
+    for bot, names in (("discord_bot", ("DISCORD_TOKEN", "DATABASE_URL")),
+                       ("stream_bot", ("TWITCH_CLIENT_SECRET", "DATABASE_URL"))):
+        secrets = host.file(f"/opt/homelab/{bot}/secrets.env")
+        assert (secrets.user, secrets.mode) == ("root", 0o600)
+        assert all(f"{n}=" in secrets.content_string for n in names)
+        compose = host.file(f"/opt/homelab/{bot}/compose.yml").content_string
+        assert not any(n in compose for n in names), compose
+
+
+def test_containers_have_limits_and_are_healthy(host):
+    for bot in ("discord_bot", "stream_bot"):
+        info = json.loads(host.check_output(f"docker inspect {bot}"))[0]
+        assert info["HostConfig"]["Memory"] == 512 * 1024**2
+        assert info["HostConfig"]["NanoCpus"] == 500_000_000
+        assert info["State"]["Health"]["Status"] == "healthy"
+        assert info["Config"]["Labels"]["homelab.service"] == bot
+
+
+def test_a_new_commit_is_built_and_deployed(host):
+    before = running_image(host, "discord_bot")
+    # v2 also brings a package-lock.json (no dependencies), so the default Dockerfile runs npm ci.
+    lock = json.dumps({"name": "lab-bot", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
+                       "packages": {"": {"name": "lab-bot", "version": "1.0.0"}}})
+    sha = commit(host, "lab bot v2", f"{set_version('v2')}; echo {shlex.quote(lock)} > package-lock.json")
+    proc = run_converge()
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    body = get_json(host, BOT)
+    assert body["version"] == "v2" and body["database"] == "ok discord_bot discord_bot"
+    after = running_image(host, "discord_bot")
+    assert after.startswith(f"homelab/discord_bot:{sha[:12]}-") and after != before
+    assert "npm ci --omit=dev" in host.file("/opt/homelab/discord_bot/Dockerfile").content_string
+    # The previous release is kept for a rollback: its compose file names the previous image.
+    assert before in host.file("/opt/homelab/discord_bot/compose.prev.yml").content_string
+
+
+def test_a_commit_whose_app_exits_is_rolled_back_to_the_previous_image(host):
+    good = running_image(host, "discord_bot")
+    commit(host, "lab bot: exits at start", "sed -i '1a process.exit(3);' server.js")
+    proc = run_converge("-e", json.dumps({"discord_bot_health_timeout": 30}))
+    assert proc.returncode != 0, "a release whose app exits was accepted"
+    assert "did not become healthy" in proc.stdout and "Rolled back" in proc.stdout, proc.stdout[-3000:]
+    # The previous image serves again, and it is what the live compose file names.
+    assert running_image(host, "discord_bot") == good
+    assert get_json(host, BOT)["version"] == "v2"
+    assert good in host.file("/opt/homelab/discord_bot/compose.yml").content_string
+    # The fix is a new commit, and it deploys (the check-mode test below then finds nothing to change).
+    fixed_sha = commit(host, "lab bot: revert the exit", "git revert --no-edit -n HEAD")
+    fixed = run_converge()
+    assert fixed.returncode == 0, fixed.stdout[-4000:]
+    assert get_json(host, BOT)["version"] == "v2"
+    assert running_image(host, "discord_bot").startswith(f"homelab/discord_bot:{fixed_sha[:12]}-")
+    # Only the live and the previous release's images are kept.
+    tags = host.check_output("docker image ls --format '{{.Tag}}' homelab/discord_bot").split()
+    assert len(tags) == 2, tags
+
+
+def test_check_mode_reports_no_changes_on_a_converged_host():
+    assert_check_mode_clean()
+
+
+def test_databases_get_a_marker_row_the_uninstall_must_keep(host):
+    """side_effect disables both bots and asserts this row is still in each database."""
+    sql = "create table if not exists lab_marker (note text); delete from lab_marker; insert into lab_marker values ('kept')"
+    for db in ("discord_bot", "stream_bot"):
+        host.run_expect([0], f"docker exec postgres psql -U postgres -d {db} -v ON_ERROR_STOP=1 -c {shlex.quote(sql)}")
