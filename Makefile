@@ -8,7 +8,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios run in parallel (each on its own lab host); 3 fits 2 cores, most time is apt and I/O.
 MOLECULE_WORKERS ?= 3
 
-.PHONY: run converge bench bench-drift browser test venv host lab-images lab-up lab-down lint molecule pytest lock clean
+.PHONY: run converge bench bench-drift bench-jarvis browser test venv host lab-images lab-up lab-down lint molecule pytest lock clean
 
 run: venv lab-up  ## the web UI (job engine, catalog, live output) on the lab inventory, http://127.0.0.1:8080
 	source $(LAB_ENV) && ansible-playbook lab/prepare.yml
@@ -26,6 +26,9 @@ bench: venv lab-images  ## the job engine's benchmarks (bench/), printed as rati
 
 bench-drift: venv lab-images  ## drift check of 1 vs 4 lab hosts, and a full-site check (about 7 minutes)
 	source $(LAB_ENV) && cd bench && python drift_check.py
+
+bench-jarvis: venv lab-images  ## Jarvis: stop a service container -> healthy again, vs 2 check intervals + the playbook (about 5 minutes)
+	source $(LAB_ENV) && cd bench && python jarvis_recovery.py
 
 venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml

@@ -56,7 +56,9 @@ def test_schedules_are_checked_against_the_catalog_and_the_inventory(drift_setti
 
 def test_the_repository_default_is_a_daily_check_of_site_on_every_host() -> None:
     catalog = Catalog(ROOT / "playbooks" / "catalog.yml")
-    [s] = Schedules(ROOT / "playbooks" / "schedules.yml", catalog).load()
+    schedules = Schedules(ROOT / "playbooks" / "schedules.yml", catalog).load()
+    [s] = [x for x in schedules if x.action == "check"]  # the others: Jarvis's diagnosis and maintenance runs
+    assert {x.action for x in schedules} == {"check", "jarvis", "run"}
     assert (s.playbook, s.limit, s.enabled) == ("site", "", True)
     assert s.cron and str(s.trigger()).startswith("cron[") and "day='*'" in str(s.trigger())
 

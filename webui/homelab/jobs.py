@@ -534,6 +534,7 @@ class JobEngine:
         recaps: list[dict[str, Any]] = []
         finishes: list[tuple[int, dict[str, Any]]] = []
         counts: dict[int, int] = {}
+        artifacts: dict[int, Any] = {}  # set_stats data of a job's playbook_on_stats event
         for kind, job_id, payload in batch:
             if kind == "event":
                 secrets = self._secrets_of(job_id)
@@ -564,6 +565,8 @@ class JobEngine:
                         "role": str(ed.get("role") or "")[:120],
                     })
                 elif name == "playbook_on_stats":
+                    if ed.get("artifact_data"):
+                        artifacts[job_id] = mask(ed["artifact_data"], secrets)
                     keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
                             "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
                     hosts = set()
@@ -583,6 +586,8 @@ class JobEngine:
                 conn.execute(insert(HostRecap.__table__), recaps)
             for job_id, n in counts.items():
                 conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(event_count=n))
+            for job_id, data in artifacts.items():
+                conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(artifact_data=data))
             for job_id, p in finishes:
                 conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(
                     status=p["status"], rc=p["rc"], reason=p["reason"], finished_at=utcnow()))

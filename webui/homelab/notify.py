@@ -113,7 +113,8 @@ class Notifier:
         url = self.urls[channel]
         headers = {"User-Agent": "homelab-drift"}
         if channel == "discord":
-            color = 0xE5534B if ev.kind == "drift" else 0x3FB950
+            alarm = getattr(ev, "alarm", ev.kind == "drift")  # DriftEvent, or Jarvis's escalations/breakers
+            color = 0xE5534B if alarm else 0x3FB950
             body = json.dumps({"username": "homelab", "allowed_mentions": {"parse": []},
                                "embeds": [{"title": ev.title[:256], "description": ev.text(3500)[len(ev.title) + 1:] or ev.title,
                                            "color": color, **({"url": ev.url} if ev.url else {})}]}).encode()
@@ -121,8 +122,8 @@ class Notifier:
         elif channel == "ntfy":
             body = ev.text(3800).encode()
             headers.update({"Title": ev.title.encode("ascii", "replace").decode(),
-                            "Tags": "warning" if ev.kind == "drift" else "white_check_mark",
-                            "Priority": "4" if ev.kind == "drift" else "3"})
+                            "Tags": "warning" if getattr(ev, "alarm", ev.kind == "drift") else "white_check_mark",
+                            "Priority": "4" if getattr(ev, "alarm", ev.kind == "drift") else "3"})
             if ev.url:
                 headers["Click"] = ev.url
             if self.ntfy_token:

@@ -70,6 +70,10 @@ class DriftScheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # action -> what fires it, for schedules that are not drift checks: "run" (a real run of the
+        # catalog playbook, proactive maintenance) and "jarvis" (a diagnosis cycle, set by Jarvis).
+        # Each takes the schedule and returns the job to wait for (or None when nothing is to wait for).
+        self.handlers: dict[str, Any] = {"run": self._run_playbook}
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -197,7 +201,8 @@ class DriftScheduler:
             job = aps.get_job(s.id)
             if job is not None and str(job.trigger) == str(trigger) and list(job.args) == [s.id]:
                 continue  # unchanged: keep the persisted next run time (and a missed run)
-            aps.add_job(run_scheduled, trigger=trigger, args=[s.id], id=s.id, name=f"drift check: {s.playbook}",
+            label = {"check": "drift check", "run": "run"}.get(s.action, s.action)
+            aps.add_job(run_scheduled, trigger=trigger, args=[s.id], id=s.id, name=f"{label}: {s.playbook}",
                         replace_existing=True)
 
     # ---------------------------------------------------------------- firing
@@ -208,6 +213,22 @@ class DriftScheduler:
         except (ValidationError, ScheduleError) as exc:
             log.error("schedule %s not run: %s", schedule_id, exc)
             return None
+        if s.action != "check":
+            handler = self.handlers.get(s.action)
+            if handler is None:
+                log.error("schedule %s not run: nothing handles action %s here", schedule_id, s.action)
+                return None
+            try:
+                job_id = handler(s)
+            except ValidationError as exc:
+                log.error("schedule %s not run: %s", schedule_id, exc)
+                return None
+            if job_id is not None:
+                try:
+                    self.drift.engine.wait(job_id, self.job_timeout)
+                except TimeoutError:
+                    log.warning("schedule %s: job %s still runs after %ss", schedule_id, job_id, self.job_timeout)
+            return job_id
         try:
             job, started = self.drift.check(s.playbook, s.limit, f"schedule {s.id}", "schedule", schedule_id=s.id)
         except ValidationError as exc:
@@ -219,4 +240,12 @@ class DriftScheduler:
             self.drift.engine.wait(job.id, self.job_timeout)
         except TimeoutError:
             log.warning("schedule %s: job %s still runs after %ss", schedule_id, job.id, self.job_timeout)
+        return job.id
+
+    def _run_playbook(self, s: Schedule) -> int:
+        """A scheduled real run of a catalog playbook (proactive maintenance), through the one engine."""
+        engine = self.drift.engine
+        spec = engine.catalog.prepare(s.playbook, {}, s.limit, False, False, engine.inventory)
+        job = engine.submit(spec, f"schedule {s.id}", "schedule", requested_limit=s.limit)
+        self.store.audit(f"schedule {s.id}", "schedule.run", f"job {job.id} ({s.playbook})", {"limit": s.limit})
         return job.id

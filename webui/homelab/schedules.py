@@ -22,6 +22,7 @@ SCHEDULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 INTERVAL_RE = re.compile(r"^(\d{1,6})\s*(s|m|h|d)$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL_SECONDS = 5
+ACTIONS = ("check", "run", "jarvis")
 HEADER = """---
 # Drift-check schedules: each runs a catalog playbook (playbooks/catalog.yml) in check + diff mode
 # through the job engine and records per host whether it drifted. Edited by hand or on the web
@@ -32,6 +33,8 @@ HEADER = """---
 #   interval  a number with s, m, h or d: "30m", "6h", "1d"
 #   limit     host or group names separated by commas; empty: every host the entry targets
 #   enabled   false keeps the schedule but never fires it
+#   action    check (default: a drift check), run (runs the playbook for real: maintenance), or
+#             jarvis (a Jarvis diagnosis cycle; playbook: diagnose)
 # Notifications (optional): HOMELAB_NOTIFY_DISCORD_URL, HOMELAB_NOTIFY_NTFY_URL (+ _NTFY_TOKEN),
 # HOMELAB_NOTIFY_WEBHOOK_URL in the server's environment; a `notify:` section here
 # (discord_url, ntfy_url, webhook_url) only for URLs that carry no secret.
@@ -50,6 +53,7 @@ class Schedule:
     interval: str = ""
     limit: str = ""
     enabled: bool = True
+    action: str = "check"  # check (drift), run (a real run: proactive maintenance), jarvis (a diagnosis cycle)
 
     @property
     def interval_seconds(self) -> int:
@@ -76,6 +80,8 @@ class Schedule:
             d["interval"] = self.interval
         d["limit"] = self.limit
         d["enabled"] = self.enabled
+        if self.action != "check":
+            d["action"] = self.action
         return d
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,7 +92,7 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
     """One schedule from YAML or a form, with messages a person can act on."""
     if not isinstance(raw, dict):
         raise ScheduleError(f"{where} is not a mapping")
-    unknown = sorted(set(raw) - {"id", "playbook", "cron", "interval", "limit", "enabled"})
+    unknown = sorted(set(raw) - {"id", "playbook", "cron", "interval", "limit", "enabled", "action"})
     if unknown:
         raise ScheduleError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
     sid = str(raw.get("id") or "").strip()
@@ -122,7 +128,10 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
         enabled = enabled.lower() in ("1", "true", "yes", "on")
     if not isinstance(enabled, bool):
         raise ScheduleError(f"{where}: enabled must be true or false")
-    return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled)
+    action = str(raw.get("action") or "check").strip()
+    if action not in ACTIONS:
+        raise ScheduleError(f"{where}: action must be one of {', '.join(ACTIONS)}")
+    return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled, action=action)
 
 
 class Schedules:
@@ -172,7 +181,7 @@ class Schedules:
                 entry = self.catalog.get(s.playbook)
             except ValidationError as exc:
                 raise ScheduleError(f"schedule '{s.id}': {exc}") from None
-            if run_variant(self.catalog, entry.id) is None:
+            if s.action == "check" and run_variant(self.catalog, entry.id) is None:
                 raise ScheduleError(f"schedule '{s.id}': '{entry.id}' has no catalog entry that converges "
                                     f"{entry.playbook.name} for real, so drift could not be fixed")
             if self.inventory is not None and s.limit:

@@ -52,6 +52,9 @@ class Job(Base):
     artifacts_dir: Mapped[str] = mapped_column(Text, default="")
     marker: Mapped[str] = mapped_column(String(64), default="")  # in every job process's environment
     tags: Mapped[list[str] | None] = mapped_column(JSON, default=list, nullable=True)  # --tags of the run
+    # What the playbook reported with ansible.builtin.set_stats (masked): structured results a
+    # caller reads back, e.g. Jarvis's read-only `diagnose` playbook.
+    artifact_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
         def iso(t: dt.datetime | None) -> str | None:

@@ -38,6 +38,7 @@ class Homelab:
     schedules: Schedules | None = None
     drift: DriftService | None = None
     scheduler: DriftScheduler | None = None
+    jarvis: Any = None  # jarvis.service.Jarvis, unless HOMELAB_JARVIS=0
 
 
 class _Sessions(SecureCookieSessionInterface):
@@ -97,8 +98,9 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     scheduler = DriftScheduler(store, schedules, drift, **{
         "lease_seconds": settings.scheduler_lease_seconds, "tick": settings.scheduler_lease_seconds / 6,
         **(scheduler_kwargs or {})})
+    jarvis = _jarvis(settings, store, catalog, inventory, engine, notifier, scheduler)
     app.extensions["homelab"] = Homelab(settings, store, catalog, inventory, engine, auth.LoginLimiter(),
-                                        schedules, drift, scheduler)
+                                        schedules, drift, scheduler, jarvis)
 
     generated = auth.ensure_admin(store)
     if generated:
@@ -109,6 +111,10 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     app.register_blueprint(api.bp)
     app.register_blueprint(drift_views.bp)
     app.register_blueprint(drift_views.api_bp)
+    from jarvis import web as jarvis_views
+    app.register_blueprint(jarvis_views.bp)
+    app.register_blueprint(jarvis_views.api_bp)
+    app.jinja_env.globals.update(jarvis_summary=jarvis_views.summary_for_dashboard)
     app.before_request(auth.guard)
     app.after_request(_security_headers)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, current_user=auth.current_user)
@@ -116,9 +122,24 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
 
     if start_engine:
         engine.start()
+        if jarvis is not None:
+            jarvis.start()
         if settings.scheduler:
             scheduler.start()
     return app
+
+
+def _jarvis(settings: Settings, store: Store, catalog: Catalog, inventory: Inventory, engine: JobEngine,
+            notifier: Notifier, scheduler: DriftScheduler) -> Any:
+    """Jarvis (jarvis/), unless HOMELAB_JARVIS=0; its diagnosis cycles fire on `jarvis` schedules."""
+    from jarvis.config import JarvisSettings
+    js = JarvisSettings.from_env()
+    if not js.enabled:
+        return None
+    from jarvis.service import Jarvis
+    jarvis = Jarvis(settings, store, catalog, inventory, engine, notifier, js)
+    scheduler.handlers["jarvis"] = lambda s: jarvis.cycle(f"schedule {s.id}", limit=s.limit) and None
+    return jarvis
 
 
 def stop_app(app: Flask, timeout: float = 30.0) -> None:
@@ -126,6 +147,8 @@ def stop_app(app: Flask, timeout: float = 30.0) -> None:
     h: Homelab = app.extensions["homelab"]
     if h.scheduler is not None:
         h.scheduler.stop()
+    if h.jarvis is not None:
+        h.jarvis.stop(timeout)
     h.engine.stop(timeout)
 
 

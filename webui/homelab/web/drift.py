@@ -46,6 +46,11 @@ def _start_check(body: dict[str, Any], source: str) -> tuple[Any, bool, str]:
         except ScheduleError as exc:
             raise ValidationError(str(exc), status=409) from None
         playbook, limit = s.playbook, s.limit
+        if s.action == "run":  # a maintenance run, for real, as the scheduler would start it
+            job = h.engine.get(h.scheduler.handlers["run"](s))
+            return job, True, s.id
+        if s.action != "check":
+            raise ValidationError(f"schedule '{s.id}' is a {s.action} schedule: start it from its own page", status=409)
     else:
         playbook, limit = body.get("playbook") or "", body.get("limit") or ""
         if not isinstance(limit, str):
@@ -139,6 +144,8 @@ def _rows_from_form(form: Any) -> tuple[list[dict[str, Any]], str]:
         row["cron" if kind == "cron" else "interval"] = when
         row["limit"] = (form.get(f"limit-{i}") or "").strip()
         row["enabled"] = bool(form.get(f"enabled-{i}"))
+        if form.get(f"action-{i}", "check") != "check":
+            row["action"] = form.get(f"action-{i}")
         rows.append(row)
     return rows, ""
 

@@ -1,0 +1,233 @@
+"""Network-side checks, run in Python with timeouts: DNS (dnspython, configurable resolvers), TLS
+(expiry and chain/name validity per domain) and HTTP health per service.
+
+Each returns findings and never raises: a resolver that does not answer, a refused connection or
+a timeout is itself a finding with the error as evidence. Every check is bounded by its timeout;
+run_all also bounds the whole batch, so a stuck socket can never stall a diagnosis cycle.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from jarvis.config import Checks
+from jarvis.findings import Finding
+
+
+@dataclass(frozen=True)
+class Target:
+    """One network check to run: kind (dns, tls, http), its name and what it needs."""
+
+    kind: str
+    name: str
+    spec: dict[str, Any]
+
+    @property
+    def scope(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+def _split_hostport(raw: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if sep and port.isdigit() and host and not host.endswith(":"):
+        return host.strip("[]"), int(port)
+    return raw.strip("[]"), default_port
+
+
+def check_dns(domain: str, expected: tuple[str, ...], resolvers: tuple[str, ...], timeout: float) -> list[Finding]:
+    import dns.exception
+    import dns.resolver
+
+    scope = f"dns:{domain}"
+    target = f"dns:{domain}"
+    r = dns.resolver.Resolver(configure=not resolvers)
+    if resolvers:
+        hosts = [_split_hostport(x, 53) for x in resolvers]
+        r.nameservers = [h for h, _ in hosts]
+        r.nameserver_ports = {h: p for h, p in hosts}
+    r.timeout = r.lifetime = timeout
+    addresses: list[str] = []
+    try:
+        for rdtype in ("A", "AAAA") if any(":" in e for e in expected) else ("A",):
+            try:
+                ans = r.resolve(domain, rdtype, search=False)
+                addresses += [a.to_text() for a in ans]
+            except dns.resolver.NoAnswer:
+                continue
+    except dns.resolver.NXDOMAIN:
+        return [Finding("dns.missing", "critical", target, f"{domain} does not exist in DNS (NXDOMAIN)",
+                        {"domain": domain, "resolvers": list(resolvers) or ["system"]}, params={"domain": domain}, scope=scope)]
+    except (dns.exception.Timeout, dns.resolver.LifetimeTimeout):
+        return [Finding("dns.error", "warning", target, f"no DNS answer for {domain} within {timeout:g}s",
+                        {"domain": domain, "resolvers": list(resolvers) or ["system"], "error": "timeout"},
+                        params={"domain": domain}, scope=scope)]
+    except Exception as exc:  # NoNameservers, a refused resolver, anything dnspython raises
+        return [Finding("dns.error", "warning", target, f"DNS lookup of {domain} failed: {type(exc).__name__}",
+                        {"domain": domain, "resolvers": list(resolvers) or ["system"], "error": str(exc)[:300]},
+                        params={"domain": domain}, scope=scope)]
+    if not addresses:
+        return [Finding("dns.missing", "critical", target, f"{domain} has no address record",
+                        {"domain": domain}, params={"domain": domain}, scope=scope)]
+    if expected and not set(expected) & set(addresses):
+        return [Finding("dns.mismatch", "critical", target,
+                        f"{domain} resolves to {', '.join(sorted(addresses))}, the server is at {', '.join(expected)}",
+                        {"domain": domain, "addresses": sorted(addresses), "expected": list(expected)},
+                        params={"domain": domain}, scope=scope)]
+    return []
+
+
+def _not_after(der: bytes) -> dt.datetime:
+    from cryptography import x509
+    cert = x509.load_der_x509_certificate(der)
+    t = getattr(cert, "not_valid_after_utc", None)
+    return t.replace(tzinfo=None) if t is not None else cert.not_valid_after
+
+
+def check_tls(domain: str, connect: str, timeout: float, ca_file: str, warn_days: float, critical_days: float,
+              now: dt.datetime | None = None) -> list[Finding]:
+    scope = f"tls:{domain}"
+    target = f"tls:{domain}"
+    host, port = _split_hostport(connect or domain, 443)
+    params = {"domain": domain}
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    invalid = ""
+    der = b""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with ctx.wrap_socket(sock, server_hostname=domain) as tls:
+                der = tls.getpeercert(binary_form=True) or b""
+    except ssl.SSLCertVerificationError as exc:
+        invalid = exc.verify_message or str(exc)
+    except (OSError, ssl.SSLError) as exc:
+        return [Finding("tls.error", "warning", target, f"no TLS handshake with {domain} at {host}:{port}: {type(exc).__name__}",
+                        {"domain": domain, "connect": f"{host}:{port}", "error": str(exc)[:300]}, params=params, scope=scope)]
+    if invalid:  # read the certificate anyway, to report its expiry too
+        try:
+            raw = ssl.create_default_context()
+            raw.check_hostname = False
+            raw.verify_mode = ssl.CERT_NONE
+            with socket.create_connection((host, port), timeout=timeout) as sock:
+                with raw.wrap_socket(sock, server_hostname=domain) as tls:
+                    der = tls.getpeercert(binary_form=True) or b""
+        except (OSError, ssl.SSLError):
+            der = b""
+    out: list[Finding] = []
+    evidence: dict[str, Any] = {"domain": domain, "connect": f"{host}:{port}"}
+    if der:
+        try:
+            not_after = _not_after(der)
+            days = (not_after - now).total_seconds() / 86400
+            evidence.update(not_after=not_after.isoformat() + "Z", days_left=round(days, 2))
+            if days <= 0:
+                out.append(Finding("tls.expired", "critical", target, f"the certificate of {domain} expired on {not_after:%Y-%m-%d}",
+                                   evidence, params=params, scope=scope))
+            elif days <= warn_days:
+                sev = "critical" if days <= critical_days else "warning"
+                out.append(Finding("tls.expiring", sev, target, f"the certificate of {domain} expires in {days:.1f} days",
+                                   evidence, params=params, scope=scope))
+        except Exception as exc:
+            evidence["parse_error"] = str(exc)[:200]
+    if invalid and not any(f.code == "tls.expired" for f in out):
+        out.append(Finding("tls.invalid", "critical", target, f"the certificate of {domain} does not verify: {invalid[:160]}",
+                           {**evidence, "error": invalid[:300]}, params=params, scope=scope))
+    return out
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is an answer: report its status, do not follow it elsewhere
+
+
+def check_http(name: str, url: str, expect: tuple[int, ...], timeout: float, ca_file: str) -> list[Finding]:
+    scope = f"http:{name}"
+    target = f"http:{name}"
+    ctx = ssl.create_default_context(cafile=ca_file or None)
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=ctx))
+    req = urllib.request.Request(url, method="GET", headers={"User-Agent": "homelab-jarvis"})
+    params = {"service": name}
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            status = r.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except Exception as exc:  # refused, timeout, TLS, DNS: the service does not answer
+        reason = getattr(exc, "reason", exc)
+        return [Finding("http.down", "critical", target, f"{name} does not answer at {url}: {type(reason).__name__}",
+                        {"url": url, "error": str(reason)[:300]}, params=params, scope=scope)]
+    if status not in expect:
+        return [Finding("http.bad_status", "critical", target, f"{name} answers {status} at {url} (expected {', '.join(map(str, expect))})",
+                        {"url": url, "status": status, "expected": list(expect)}, params=params, scope=scope)]
+    return []
+
+
+def targets(checks: Checks, service_domains: dict[str, str], ddclient_addresses: tuple[str, ...] = ()) -> list[Target]:
+    """What to check this cycle: the rules file's lists, else the inventory's service domains."""
+    if not checks.from_inventory:
+        service_domains = {}
+    out: list[Target] = []
+    expected = checks.dns_expected or ddclient_addresses
+    dns_domains = checks.dns_domains or tuple(sorted(set(service_domains.values())))
+    for d in dns_domains:
+        out.append(Target("dns", d, {"expected": tuple(expected)}))
+    tls = checks.tls_domains or tuple({"domain": d} for d in sorted(set(service_domains.values())))
+    for t in tls:
+        out.append(Target("tls", str(t["domain"]), {"connect": str(t.get("connect") or "")}))
+    http = checks.http or tuple({"name": svc, "url": f"https://{d}/"} for svc, d in sorted(service_domains.items()))
+    for h in http:
+        expect = tuple(int(x) for x in (h.get("expect") or [200, 204, 301, 302, 401, 403]))
+        out.append(Target("http", str(h["name"]), {"url": str(h["url"]), "expect": expect}))
+    return out
+
+
+def run_target(t: Target, checks: Checks) -> list[Finding]:
+    try:
+        if t.kind == "dns":
+            return check_dns(t.name, t.spec["expected"], checks.dns_resolvers, checks.timeout)
+        if t.kind == "tls":
+            return check_tls(t.name, t.spec["connect"], checks.timeout, checks.tls_ca_file, checks.tls_warn_days,
+                             checks.tls_critical_days)
+        if t.kind == "http":
+            return check_http(t.name, t.spec["url"], t.spec["expect"], checks.timeout, checks.tls_ca_file)
+        raise ValueError(f"unknown check kind {t.kind}")
+    except Exception as exc:  # a bug or surprise in a check is a finding, not a crash
+        return [error_finding(t, f"{type(exc).__name__}: {exc}")]
+
+
+def error_finding(t: Target, why: str) -> Finding:
+    return Finding("check.error", "warning", f"{t.kind}:{t.name}", f"the {t.kind} check of {t.name} failed: {why[:200]}",
+                   {"check": t.kind, "name": t.name, "error": why[:500]}, scope=t.scope)
+
+
+def run_all(ts: list[Target], checks: Checks, workers: int = 8,
+            runner: Callable[[Target, Checks], list[Finding]] = run_target) -> tuple[list[Finding], set[str]]:
+    """Run every target concurrently; (findings, scopes that were checked). Bounded in time as a whole."""
+    if not ts:
+        return [], set()
+    findings: list[Finding] = []
+    scopes: set[str] = set()
+    budget = checks.timeout * 3 + 5  # a DNS lookup may try A and AAAA; TLS may connect twice
+    pool = cf.ThreadPoolExecutor(max_workers=min(workers, len(ts)), thread_name_prefix="jarvis-net")
+    try:
+        futs = {pool.submit(runner, t, checks): t for t in ts}
+        done, pending = cf.wait(futs, timeout=budget)
+        for f in done:
+            try:
+                findings += f.result()
+            except Exception as exc:  # a custom runner that raises
+                findings.append(error_finding(futs[f], f"{type(exc).__name__}: {exc}"))
+            scopes.add(futs[f].scope)
+        for f in pending:
+            t = futs[f]
+            findings.append(error_finding(t, f"did not finish within {budget:g}s"))
+            scopes.add(t.scope)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return findings, scopes

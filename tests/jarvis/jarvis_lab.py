@@ -1,0 +1,60 @@
+"""A lab host with Docker and Caddy (tls internal) for the Jarvis lab test and benchmark."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def lab_inventory(directory: Path, hosts: list[str]) -> Path:
+    """An inventory of lab hosts using inventory/lab's group_vars, with the repository's lab secrets."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "group_vars").symlink_to(ROOT / "inventory" / "lab" / "group_vars")
+    lines = ["all:", "  children:", "    homelab:", "      hosts:"]
+    for h in hosts:
+        lines += [f"        {h}:", f"          lab_secrets_dir: {ROOT / 'var' / 'lab-secrets'}"]
+    lines += ["      vars:", "        ansible_connection: community.docker.docker", "        ansible_user: root"]
+    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
+    return directory
+
+
+def ansible(inventory: Path, playbook: str, *extra: str, timeout: float = 900) -> None:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{playbook} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-2000:]}")
+
+
+def lab(*args: str) -> None:
+    subprocess.run([str(ROOT / "lab" / "lab.sh"), *args], check=args[0] != "rm", timeout=300)
+
+
+def in_host(host: str, script: str, check: bool = True) -> str:
+    return subprocess.run(["docker", "exec", host, "sh", "-ec", script], check=check, capture_output=True, text=True,
+                          timeout=120).stdout
+
+
+def host_ip(host: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def container_state(host: str, name: str) -> str:
+    return in_host(host, f"docker inspect -f '{{{{.State.Status}}}}' {name}").strip()
+
+
+def start_lab_with_caddy(host: str, inventory_dir: Path) -> Path:
+    """A fresh lab host with its own Docker engine, the lab images, and Caddy deployed (roles/caddy)."""
+    assert os.environ.get("LAB_IMAGE") and os.environ.get("LAB_CADDY_IMAGE"), "source var/lab-images.env (make test does)"
+    inventory = lab_inventory(inventory_dir, [host])
+    lab("rm", host)
+    lab("run", host)
+    ansible(inventory, "lab/prepare.yml")
+    ansible(inventory, "playbooks/deploy-caddy.yml")
+    return inventory
