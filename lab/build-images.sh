@@ -5,7 +5,12 @@
 #   homelab-lab/debian:<hash>    Debian 13 minbase: the base of the service images below
 #   homelab-lab/caddy:<hash>     Debian's caddy, laid out like the upstream caddy:2 image
 #   homelab-lab/postgres:<hash>  Debian's PostgreSQL, with an entrypoint compatible with postgres:16-alpine
-# Prints "NAME=REF" lines (LAB_IMAGE, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE) for callers
+#   homelab-lab/standin:<hash>   an HTTP stand-in for images no registry gives us (n8n, Plex, ...)
+#   homelab-lab/node:<hash>      Debian's Node.js, the base the bot roles build on in tests
+#   homelab-lab/python:<hash>    Debian's Python, standing in for python:3.12-slim
+#   homelab-lab/dashboard:<hash> the web UI's image from webui/Dockerfile, on that Python
+#   homelab-lab/vnc-desktop:<hash>  roles/vnc_desktop/files/image built on the Debian base (the role's own Dockerfile)
+# Prints "NAME=REF" lines (LAB_IMAGE, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
 # to eval; inventory/lab and the molecule scenarios read the image names from them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,8 +67,39 @@ caddy_ref="homelab-lab/caddy:$(echo "$deb_ref" | cat - "$here"/images/caddy/* | 
 pg_ref="homelab-lab/postgres:$(echo "$deb_ref" | cat - "$here"/images/postgres/* | sha256sum | cut -c1-12)"
 build_dockerfile_image "$caddy_ref" "$here/images/caddy" "$deb_ref"
 build_dockerfile_image "$pg_ref" "$here/images/postgres" "$deb_ref"
+# Stand-ins for images we cannot pull (n8n, Plex, Home Assistant, ...) and the Node base the bots build on.
+standin_ref="homelab-lab/standin:$(echo "$deb_ref" | cat - "$here"/images/standin/* | sha256sum | cut -c1-12)"
+node_ref="homelab-lab/node:$(echo "$deb_ref" | cat - "$here"/images/node/* | sha256sum | cut -c1-12)"
+build_dockerfile_image "$standin_ref" "$here/images/standin" "$deb_ref"
+build_dockerfile_image "$node_ref" "$here/images/node" "$deb_ref"
+# The vnc_desktop role's own Dockerfile, built here because lab hosts have no registry for its base.
+vnc_ref="homelab-lab/vnc-desktop:$(echo "$deb_ref" | cat - "$here"/../roles/vnc_desktop/files/image/* | sha256sum | cut -c1-12)"
+build_dockerfile_image "$vnc_ref" "$here/../roles/vnc_desktop/files/image" "$deb_ref"
+# Debian's Python standing in for python:3.12-slim, trusting this machine's extra CAs (pip reaches
+# PyPI through them), and the dashboard (the web UI) built on it from webui/Dockerfile, tagged by
+# a hash of what the image holds: the Dockerfile, pyproject.toml, requirements.lock, the packages.
+cas=(); for f in /usr/local/share/ca-certificates/*.crt; do [ -f "$f" ] && cas+=("$f"); done
+python_ref="homelab-lab/python:$(echo "$deb_ref" | cat - "$here"/images/python/* ${cas[@]+"${cas[@]}"} | sha256sum | cut -c1-12)"
+if ! have_image "$python_ref"; then
+  ctx=$(mktemp -d /var/tmp/homelab-python.XXXXXX); cp -r "$here"/images/python/. "$ctx"; mkdir -p "$ctx/ca"
+  [ ${#cas[@]} -eq 0 ] || cp "${cas[@]}" "$ctx/ca/"
+  build_dockerfile_image "$python_ref" "$ctx" "$deb_ref"; rm -rf "$ctx"
+fi
+dashboard_ref="homelab-lab/dashboard:$( { echo "$python_ref"; cd "$here/.." && find webui/Dockerfile .dockerignore pyproject.toml \
+  requirements.lock webui/homelab jarvis -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 \
+  | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)"
+if have_image "$dashboard_ref"; then log "cached $dashboard_ref"; else
+  log "docker build $dashboard_ref (pip installs from PyPI: a few minutes)"
+  docker build -q --build-arg "BASE=$python_ref" -f "$here/../webui/Dockerfile" -t "$dashboard_ref" "$here/.." \
+    >/var/tmp/homelab-build.log 2>&1 || { tail -n 30 /var/tmp/homelab-build.log >&2; exit 1; }
+fi
 
 echo "LAB_IMAGE=$lab_ref"
 echo "LAB_DEBIAN_IMAGE=$deb_ref"
 echo "LAB_CADDY_IMAGE=$caddy_ref"
 echo "LAB_POSTGRES_IMAGE=$pg_ref"
+echo "LAB_STANDIN_IMAGE=$standin_ref"
+echo "LAB_NODE_IMAGE=$node_ref"
+echo "LAB_VNC_IMAGE=$vnc_ref"
+echo "LAB_PYTHON_IMAGE=$python_ref"
+echo "LAB_DASHBOARD_IMAGE=$dashboard_ref"

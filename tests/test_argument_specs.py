@@ -36,6 +36,8 @@ CASES = [
     ("postgres", {}, "postgres_superuser_password", "is not set"),
     ("postgres", {"postgres_superuser_password": "s3cret", "postgres_databases": [{"name": "n8n; DROP", "owner": "n8n", "password": "p"}]},
      "postgres_databases", "n8n; DROP"),
+    ("n8n", {"n8n_enabled": True}, "n8n_encryption_key", "vault"),
+    ("n8n", {"n8n_cpus": "lots"}, "n8n_cpus", "float"),
     ("discord_bot", {"discord_bot_source": "zip"}, "discord_bot_source", "must be one of"),
     ("discord_bot", {"discord_bot_enabled": True}, "discord_bot_git_repo", "is empty"),
     ("stream_bot", {"stream_bot_enabled": True, "stream_bot_source": "image", "stream_bot_image": "bot:1",

@@ -16,7 +16,8 @@ import pytest
 from labenv import ROOT, ansible_env
 
 # Longest first, so the parallel workers finish together; scenarios not named here run after these.
-SCENARIOS = ["site", "services", "static_site", "dashboard", "caddy", "postgres", "base", "docker"]
+SCENARIOS = ["site", "bots", "backup", "n8n", "media", "static_site", "dashboard", "vnc_desktop", "git_sync",
+             "ddclient", "caddy", "postgres", "base", "docker"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # profile_tasks prints, at the top of each run's TASKS RECAP: "<date> (<last task>)   H:MM:SS.fff"
 RUN_TOTAL = re.compile(r"TASKS RECAP.*?\(\d+:\d\d:\d\d\.\d+\)\s+(\d+):(\d\d):(\d\d\.\d+)", re.S)

@@ -5,6 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
 from checks import assert_check_mode_clean  # noqa: E402
+from services import status  # noqa: E402
 
 
 def test_ssh_offers_no_password_login(host):
@@ -39,7 +40,39 @@ def test_postgres_is_healthy(host):
 
 def test_services_share_the_homelab_network(host):
     members = host.check_output("docker network inspect homelab -f '{{range .Containers}}{{.Name}} {{end}}'").split()
-    assert {"caddy", "postgres"} <= set(members)
+    assert {"caddy", "postgres", "n8n", "discord-bot", "stream-bot", "plex", "dashboard"} <= set(members), members
+
+
+# Every routed service answers at its domain through Caddy over HTTPS (internal CA).
+ROUTES = {
+    "n8n.lab.test": "/healthz",
+    "bot.lab.test": "/",
+    "stream.lab.test": "/",
+    "plex.lab.test": "/identity",
+    "home.lab.test": "/",
+    "vnc.lab.test": "/vnc.html",
+    "static.lab.test": "/",
+    "dashboard.lab.test": "/healthz",
+}
+
+
+def test_every_service_answers_at_its_domain_through_caddy(host):
+    codes = {domain: status(host, f"https://{domain}{path}") for domain, path in ROUTES.items()}
+    assert all(code == 200 for code in codes.values()), codes
+
+
+def test_every_container_runs_and_none_is_unhealthy(host):
+    rows = host.check_output("docker ps -a --format '{{.Names}} {{.State}} {{.Status}}'").splitlines()
+    assert len(rows) >= 11, rows
+    bad = [r for r in rows if " running " not in r or "unhealthy" in r]
+    assert not bad, bad
+
+
+def test_host_services_are_scheduled(host):
+    for unit in ("git-sync.timer", "ddclient.service"):
+        assert host.service(unit).is_running, unit
+    timers = host.check_output("systemctl list-timers --all --no-legend")
+    assert "git-sync.timer" in timers and "backup" in timers, timers
 
 
 def test_check_mode_reports_no_drift():
