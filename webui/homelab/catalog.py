@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -307,11 +307,10 @@ def parse_tags(tags: Any) -> tuple[str, ...]:
     return tuple(sorted(set(tags)))
 
 
-class HostResolver:
-    """What a limit means on an inventory: implemented in homelab.inventory."""
+class HostResolver(Protocol):
+    """What a limit means on an inventory: homelab.inventory.Inventory is the implementation."""
 
-    def resolve(self, entry: Entry, limit: str) -> list[str]:  # pragma: no cover - interface
-        raise NotImplementedError
+    def resolve(self, entry: Entry, limit: str) -> list[str]: ...
 
 
 class _NoInventory(HostResolver):
