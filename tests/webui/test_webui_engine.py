@@ -85,6 +85,44 @@ def test_secret_parameters_are_masked_and_never_stored(engine):
     assert secret.encode() not in (engine.settings.var_dir / "homelab.db").read_bytes()
 
 
+@pytest.mark.parametrize("secret", [
+    "line-one-" + os.urandom(3).hex() + "\nline-two-" + os.urandom(3).hex(),
+    "\ufeffbom-secret-" + os.urandom(4).hex(),
+    "tab\tand spaces " + os.urandom(4).hex() + " ",
+    "quote'and\"back\\slash-" + os.urandom(3).hex(),
+], ids=["newline", "byte-order-mark", "whitespace", "quotes"])
+def test_a_secret_is_masked_in_every_form_it_takes_in_output(engine, secret):
+    """Ansible prints a value raw, JSON-escaped or split over lines: none of them may reach the
+    store (events, which both SSE streams and the job page read; task results; params) or the artifacts."""
+    spec = engine.catalog.prepare("hello", {"api_password": secret}, "alpha", inventory=engine.inventory)
+    job = engine.wait(engine.submit(spec, "t").id, 180)
+    assert job.status == "successful", job.reason
+    events = "".join(e.stdout for e in engine.events_after(job.id, 0, 100000))
+    import re
+    assert re.search(r"the api key in use is [^\n]{0,12}\*{8}", events), "the task did not run or was not masked"
+    stored = events + "".join(t.message + t.diff for t in engine.task_results(job.id)) + str(job.params)
+    db = (engine.settings.var_dir / "homelab.db").read_bytes()
+    files = _files_text(engine.settings.var_dir / "jobs")
+    import json
+    core = secret.strip().strip("\ufeff")
+    for form in {secret, core, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                 *[p for p in core.splitlines() if len(p) >= 4]}:
+        assert form not in stored, f"the form {form!r} of the secret reached the store"
+        assert form.encode() not in db and form not in files, f"the form {form!r} reached the database or the artifacts"
+
+
+def test_secret_parameters_too_short_to_mask_are_refused(engine):
+    with pytest.raises(ValidationError, match="at least 8 characters"):
+        engine.catalog.prepare("hello", {"api_password": "abc"}, "alpha", inventory=engine.inventory)
+
+
+def test_a_lone_surrogate_in_a_parameter_is_refused_before_a_job_exists(engine):
+    with pytest.raises(ValidationError, match="not valid Unicode"):
+        engine.catalog.prepare("hello", {"greeting": "hi \ud800"}, "alpha", inventory=engine.inventory)
+    with engine.store.session() as s:
+        assert s.scalars(select(Job)).first() is None
+
+
 def test_failed_playbook_ends_failed_with_the_reason(engine):
     job = engine.wait(engine.submit(engine.catalog.prepare("fail", {}, "alpha", inventory=engine.inventory), "t").id, 180)
     assert job.status == "failed" and job.rc == 2 and "rc=2" in job.reason

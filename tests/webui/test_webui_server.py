@@ -93,7 +93,7 @@ def test_cli_runs_follows_lists_and_cancels_through_the_server(settings, server_
         assert s.get(Job, job_id).source == "cli"
 
 
-def test_server_killed_mid_job_marks_it_failed_on_restart_and_leaves_no_ansible(settings, server_factory):
+def test_server_killed_mid_job_takes_its_ansible_along_and_the_job_is_marked_failed_on_restart(settings, server_factory):
     server = server_factory(settings).start()
     store = Store(settings.db_url)
     token = create_token(store, "admin", "t")
@@ -104,7 +104,9 @@ def test_server_killed_mid_job_marks_it_failed_on_restart_and_leaves_no_ansible(
     wait_until(lambda: _sleeping(marker), 120, "the job's sleep to start")
     os.kill(server.proc.pid, signal.SIGKILL)
     server.proc.wait(30)
-    assert processes_with_marker(marker), "expected the orphaned ansible processes to outlive the killed server"
+    # homelab.supervise: the kernel signals the job's supervisor when the server dies, and it
+    # kills the whole process group (ansible-playbook, its workers, the `sleep` they run)
+    wait_until(lambda: processes_with_marker(marker) == [], 20, "the dead server's ansible processes to die with it")
     with store.session() as s:
         assert s.get(Job, job["id"]).status == "running"
 
@@ -112,8 +114,7 @@ def test_server_killed_mid_job_marks_it_failed_on_restart_and_leaves_no_ansible(
     again.start()
     detail = _api(again, token, "GET", f"/api/v1/jobs/{job['id']}")
     assert detail["status"] == "failed"
-    assert "stopped before it finished" in detail["reason"] and "leftover" in detail["reason"]
-    assert processes_with_marker(marker) == [], "ansible processes of the dead server's job survived the restart"
+    assert "stopped before it finished" in detail["reason"] and "leftover" not in detail["reason"]
 
 
 def test_a_stopping_server_cancels_its_jobs_and_leaves_no_ansible(settings, server_factory):

@@ -21,8 +21,12 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 PARAM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LIMIT_TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# Extra vars are templated by ansible: a value that carries Jinja would run code on the controller.
-JINJA_RE = re.compile(r"\{\{|\{%|\{#|\}\}|%\}")
+# Values from outside reach ansible as unsafe data (homelab.extravars), so ansible never templates
+# them whatever their characters. This blocklist is only a second layer that gives a clear 400 for
+# the obvious template markers, including a `#jinja2:` header that redefines the delimiters.
+JINJA_RE = re.compile(r"\{\{|\{%|\{#|\}\}|%\}|#\}|#jinja2:", re.I)
+# A secret shorter than this could not be masked in output without masking ordinary text.
+SECRET_MIN_LENGTH = 8
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -78,6 +82,10 @@ class Parameter:
             return value
         if not isinstance(raw, str):
             raise ValidationError(f"{where} must be text", field=self.name)
+        try:
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"{where} is not valid Unicode text (it holds a lone surrogate)", field=self.name) from None
         if self.type == "enum":
             if raw not in self.enum:
                 raise ValidationError(f"{where} must be one of {', '.join(self.enum)}; got {raw[:40]!r}", field=self.name)
@@ -90,6 +98,8 @@ class Parameter:
             raise ValidationError(f"{where} may not contain control characters", field=self.name)
         if self.pattern and not re.fullmatch(self.pattern, raw):
             raise ValidationError(f"{where} does not match the pattern {self.pattern}", field=self.name)
+        if self.secret and raw and len(raw) < SECRET_MIN_LENGTH:
+            raise ValidationError(f"{where} is a secret and must be at least {SECRET_MIN_LENGTH} characters", field=self.name)
         return raw
 
     def as_schema(self) -> dict[str, Any]:
@@ -148,8 +158,13 @@ class JobSpec:
     limit: str
     check: bool
     diff: bool
-    secrets: tuple[str, ...] = field(default=())
+    secrets: tuple[str, ...] = field(default=())  # the values of the secret parameters (for masking output)
     tags: tuple[str, ...] = field(default=())  # --tags: only these parts of the playbook run
+    secret_names: tuple[str, ...] = field(default=())  # the parameters the catalog declares `secret: true`
+
+    def masked_params(self) -> dict[str, Any]:
+        """The parameters as they may be stored or shown: secret ones (by the schema) masked."""
+        return masked_params(self.entry, self.extravars, cut=None)
 
 
 class Catalog:
@@ -253,6 +268,7 @@ class Catalog:
             raise ValidationError(f"playbook '{entry.id}' takes no parameter {', '.join(map(str, unknown))[:80]}", field="params")
         extravars: dict[str, Any] = {}
         secrets: list[str] = []
+        secret_names: list[str] = []
         for name, p in known.items():
             raw = params.get(name)
             if raw is None or (raw == "" and p.type not in ("boolean",)):
@@ -264,6 +280,7 @@ class Catalog:
             extravars[name] = p.coerce(raw)
             if p.secret and isinstance(extravars[name], str):
                 secrets.append(extravars[name])
+                secret_names.append(name)
         for flag_name, flag in (("check", check), ("diff", diff)):
             if not isinstance(flag, bool):
                 raise ValidationError(f"{flag_name} must be true or false", field=flag_name)
@@ -276,8 +293,31 @@ class Catalog:
         return JobSpec(
             entry=entry, extravars=extravars, hosts=tuple(hosts), limit=",".join(hosts),
             check=bool(check) or entry.forced_check, diff=bool(diff) or entry.forced_check, secrets=tuple(secrets),
-            tags=tags,
+            tags=tags, secret_names=tuple(secret_names),
         )
+
+
+def masked_params(entry: Entry, params: Any, cut: int | None = 200) -> dict[str, Any]:
+    """Parameters as they may be stored or shown (audit, job rows, pages): every parameter the
+    catalog declares secret is masked by its name in the schema, whatever its value looks like.
+    Also for a refused request's raw parameters: a value under an unknown name is kept (it was
+    refused, it is not a secret of the catalog), but only as text cut short (`cut`) and encodable."""
+    from homelab.masking import MASK
+
+    if not isinstance(params, dict):
+        return {}
+    secret = {p.name for p in entry.parameters if p.secret}
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        key = str(k)[:64]
+        if key in secret:
+            out[key] = MASK
+        elif isinstance(v, (bool, int, float)) or v is None:
+            out[key] = v
+        else:
+            text = v if isinstance(v, str) and cut is None else str(v)[:cut]
+            out[key] = text.encode("utf-8", "replace").decode("utf-8") if cut is not None else text
+    return out
 
 
 def parse_limit(limit: str) -> list[str]:

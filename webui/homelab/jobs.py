@@ -23,6 +23,7 @@ import logging
 import os
 import queue
 import secrets as pysecrets
+import shlex
 import shutil
 import signal
 import sys
@@ -36,9 +37,12 @@ from ansible_runner import Runner, RunnerConfig
 from sqlalchemy import insert, select, update
 
 from homelab.catalog import Catalog, JobSpec, ValidationError
+from homelab.extravars import write_vars_file
 from homelab.masking import MASK, mask, mask_text
+from homelab.processes import MARKER_ENV, kill_marked, processes_with_marker  # noqa: F401 (re-exported)
 from homelab.settings import Settings
 from homelab.store import FINAL_STATES, HostRecap, Job, JobEvent, Store, TaskResult, utcnow
+from homelab.supervise import SERVER_PID_ENV
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,8 @@ RESULT_EVENTS = {
     "runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_unreachable": "unreachable",
     "runner_on_skipped": "skipped",
 }
-MARKER_ENV = "HOMELAB_JOB_MARKER"
+EXTRA_VARS_FILE = "extra-vars.yml"
+SECRET_VARS_FILE = "secret-vars.yml"
 
 
 @dataclass
@@ -59,42 +64,6 @@ class _Active:
     cancel_reason: str = "canceled on request"
     runner: Runner | None = None
     thread: threading.Thread | None = None
-
-
-def processes_with_marker(marker: str) -> list[int]:
-    """PIDs whose environment carries this job's marker: every process the job started."""
-    needle = f"{MARKER_ENV}={marker}".encode() + b"\0"
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                if needle in f.read() + b"\0":
-                    pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def kill_marked(marker: str, grace: float = 3.0) -> int:
-    """SIGTERM then SIGKILL every process (and its group) that carries the marker; how many were found."""
-    pids = processes_with_marker(marker)
-    for pid in pids:
-        for fn in (lambda p: os.killpg(os.getpgid(p), signal.SIGTERM), lambda p: os.kill(p, signal.SIGTERM)):
-            try:
-                fn(pid)
-            except (ProcessLookupError, PermissionError, OSError):
-                pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and processes_with_marker(marker):
-        time.sleep(0.1)
-    for pid in processes_with_marker(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return len(pids)
 
 
 def _another_live_server(pid: int | None) -> bool:
@@ -226,7 +195,7 @@ class JobEngine:
         marker = pysecrets.token_hex(16)
         with self.store.session.begin() as s:
             job = Job(
-                playbook=spec.entry.id, title=spec.entry.title, params=mask(spec.extravars, spec.secrets),
+                playbook=spec.entry.id, title=spec.entry.title, params=spec.masked_params(),
                 limit=spec.limit, requested_limit=requested_limit, hosts=list(spec.hosts), check=spec.check,
                 diff=spec.diff, status="queued", created_by=actor, source=source, rerun_of=rerun_of,
                 server_pid=os.getpid(), marker=marker, tags=list(spec.tags),
@@ -390,16 +359,15 @@ class JobEngine:
         flags = [f for f, on in (("--check", spec.check), ("--diff", spec.diff)) if on]
         if spec.tags:  # names checked by catalog.parse_tags: no spaces, no shell meaning
             flags += ["--tags", ",".join(spec.tags)]
-        public = {k: v for k, v in spec.extravars.items() if not (isinstance(v, str) and v in spec.secrets)}
-        if len(public) != len(spec.extravars):
-            # Secret parameters go through a 0600 file deleted when the run ends, never on a command
-            # line (ps, the runner's `command` artifact).
-            secret_file = pdd / "secret-vars.json"
-            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({k: v for k, v in spec.extravars.items() if k not in public}, f)
-            flags += ["-e", f"@{secret_file}"]
-        cmdline = " ".join(flags)
+        # Every parameter reaches ansible as unsafe data in a vars file, never templated
+        # (homelab.extravars). Secret ones go to their own 0600 file, deleted when the run ends;
+        # neither is ever on a command line (ps, the runner's `command` artifact).
+        public = {k: v for k, v in spec.extravars.items() if k not in spec.secret_names}
+        secret = {k: v for k, v in spec.extravars.items() if k in spec.secret_names}
+        for name, values in ((EXTRA_VARS_FILE, public), (SECRET_VARS_FILE, secret)):
+            if values:
+                flags += ["-e", "@" + str(write_vars_file(pdd / name, values))]
+        cmdline = " ".join(shlex.quote(f) for f in flags)
         rc = RunnerConfig(
             private_data_dir=str(pdd),
             project_dir=str(self.settings.root),
@@ -407,7 +375,6 @@ class JobEngine:
             inventory=str(self.settings.inventory),
             ident=str(job.id),
             limit=spec.limit or None,
-            extravars=public or None,
             cmdline=cmdline or None,
             envvars={
                 "ANSIBLE_CONFIG": str(self.settings.ansible_cfg),
@@ -415,6 +382,7 @@ class JobEngine:
                 "ANSIBLE_NOCOLOR": "0",
                 "HOMELAB_JOB_ID": str(job.id),
                 MARKER_ENV: job.marker,
+                SERVER_PID_ENV: str(os.getpid()),
             },
             quiet=True,
             suppress_env_files=True,
@@ -430,6 +398,8 @@ class JobEngine:
         rc.suppress_ansible_output = True
         rc.suppress_output_file = True
         rc.env = self.filter_env(rc.env)
+        # The supervisor makes the run die with this server, even after a kill -9 (homelab.supervise).
+        rc.command = [sys.executable, "-m", "homelab.supervise", "--", *rc.command]
         return Runner(
             rc,
             event_handler=lambda ev, _id=job.id: self._on_event(_id, ev),
@@ -473,7 +443,7 @@ class JobEngine:
             log.exception("job %s crashed", active.job_id)
             reason = f"the job engine failed: {exc}"
         finally:
-            secret_file = Path(active.runner.config.private_data_dir) / "secret-vars.json"
+            secret_file = Path(active.runner.config.private_data_dir) / SECRET_VARS_FILE
             secret_file.unlink(missing_ok=True)
             leftovers = kill_marked(active.marker)
             if leftovers:

@@ -245,7 +245,8 @@ class DriftScheduler:
     def _run_playbook(self, s: Schedule) -> int:
         """A scheduled real run of a catalog playbook (proactive maintenance), through the one engine."""
         engine = self.drift.engine
-        spec = engine.catalog.prepare(s.playbook, {}, s.limit, False, False, engine.inventory)
+        spec = engine.catalog.prepare(s.playbook, s.params, s.limit, False, False, engine.inventory)
         job = engine.submit(spec, f"schedule {s.id}", "schedule", requested_limit=s.limit)
-        self.store.audit(f"schedule {s.id}", "schedule.run", f"job {job.id} ({s.playbook})", {"limit": s.limit})
+        self.store.audit(f"schedule {s.id}", "schedule.run", f"job {job.id} ({s.playbook})",
+                         {"limit": s.limit, "params": spec.masked_params()})
         return job.id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ HEADER = """---
 #   enabled   false keeps the schedule but never fires it
 #   action    check (default: a drift check), run (runs the playbook for real: maintenance), or
 #             jarvis (a Jarvis diagnosis cycle; playbook: diagnose)
+#   params    (action run only) the playbook's parameters, checked against the catalog; never a
+#             secret one (secrets live in the vault, not in this file)
 # Notifications (optional): HOMELAB_NOTIFY_DISCORD_URL, HOMELAB_NOTIFY_NTFY_URL (+ _NTFY_TOKEN),
 # HOMELAB_NOTIFY_WEBHOOK_URL in the server's environment; a `notify:` section here
 # (discord_url, ntfy_url, webhook_url) only for URLs that carry no secret.
@@ -54,6 +56,7 @@ class Schedule:
     limit: str = ""
     enabled: bool = True
     action: str = "check"  # check (drift), run (a real run: proactive maintenance), jarvis (a diagnosis cycle)
+    params: dict[str, Any] = field(default_factory=dict)  # action run: the playbook's parameters
 
     @property
     def interval_seconds(self) -> int:
@@ -82,6 +85,8 @@ class Schedule:
         d["enabled"] = self.enabled
         if self.action != "check":
             d["action"] = self.action
+        if self.params:
+            d["params"] = dict(self.params)
         return d
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,7 +97,7 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
     """One schedule from YAML or a form, with messages a person can act on."""
     if not isinstance(raw, dict):
         raise ScheduleError(f"{where} is not a mapping")
-    unknown = sorted(set(raw) - {"id", "playbook", "cron", "interval", "limit", "enabled", "action"})
+    unknown = sorted(set(raw) - {"id", "playbook", "cron", "interval", "limit", "enabled", "action", "params"})
     if unknown:
         raise ScheduleError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}")
     sid = str(raw.get("id") or "").strip()
@@ -131,7 +136,13 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
     action = str(raw.get("action") or "check").strip()
     if action not in ACTIONS:
         raise ScheduleError(f"{where}: action must be one of {', '.join(ACTIONS)}")
-    return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled, action=action)
+    params = raw.get("params") or {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ScheduleError(f"{where}: params must be a mapping of parameter name -> value")
+    if params and action != "run":
+        raise ScheduleError(f"{where}: params are only for action run (a check or a diagnosis takes none)")
+    return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled, action=action,
+                    params=dict(params))
 
 
 class Schedules:
@@ -181,6 +192,15 @@ class Schedules:
                 entry = self.catalog.get(s.playbook)
             except ValidationError as exc:
                 raise ScheduleError(f"schedule '{s.id}': {exc}") from None
+            secret = sorted(p.name for p in entry.parameters if p.secret and p.name in s.params)
+            if secret:
+                raise ScheduleError(f"schedule '{s.id}': {', '.join(secret)} is a secret parameter; "
+                                    f"a schedules file is kept in git, so it may not hold one")
+            if s.params:
+                try:  # the same check a job gets when it starts: refused here, not at 3 a.m.
+                    self.catalog.prepare(entry.id, s.params, s.limit, inventory=self.inventory or _ANY_HOSTS)
+                except ValidationError as exc:
+                    raise ScheduleError(f"schedule '{s.id}': {exc}") from None
             if s.action == "check" and run_variant(self.catalog, entry.id) is None:
                 raise ScheduleError(f"schedule '{s.id}': '{entry.id}' has no catalog entry that converges "
                                     f"{entry.playbook.name} for real, so drift could not be fixed")
@@ -217,6 +237,16 @@ class Schedules:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class _AnyHosts:
+    """For checking a schedule's parameters when no inventory is at hand: the limit is checked later."""
+
+    def resolve(self, entry: Any, limit: str) -> list[str]:
+        return parse_limit(limit)
+
+
+_ANY_HOSTS = _AnyHosts()
 
 
 def run_variant(catalog: Catalog, entry_id: str) -> str | None:
