@@ -34,6 +34,7 @@ from sqlalchemy import func, select, update
 from homelab.catalog import Catalog, ValidationError
 from homelab.inventory import static_group_vars
 from homelab.masking import mask
+from homelab.refused import refused_outcome, refused_params
 from homelab.settings import Settings
 from homelab.store import Store, utcnow
 from jarvis import hostchecks, netchecks
@@ -580,8 +581,8 @@ class Jarvis:
         try:
             spec = self.catalog.prepare(playbook, params if isinstance(params, dict) else None, limit, False, False, self.inventory)
         except ValidationError as exc:
-            self.audit("jarvis.proposal", str(playbook)[:60], {"params": params if isinstance(params, dict) else {}, "limit": limit},
-                       f"refused: {exc}"[:200], actor=f"{user} via {source}")
+            self.audit("jarvis.proposal", str(playbook)[:60], {"params": refused_params(self.catalog, playbook, params), "limit": limit},
+                       refused_outcome(self.catalog, playbook, params, exc)[:200], actor=f"{user} via {source}")
             raise
         rule, finding = self._rule_allowing(spec)
         target = finding.target if finding else f"{spec.entry.id}:{limit or 'all'}"

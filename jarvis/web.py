@@ -10,6 +10,7 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 from homelab.catalog import ValidationError
 from homelab.web import homelab
 from homelab.web.auth import current_user
+from homelab.web.inputs import json_body
 
 bp = Blueprint("jarvis", __name__, url_prefix="/jarvis", template_folder="templates")
 api_bp = Blueprint("jarvis_api", __name__, url_prefix="/api/v1/jarvis")
@@ -128,6 +129,7 @@ def api_approve(action_id: int) -> Any:
 
 @api_bp.post("/actions/<int:action_id>/reject")
 def api_reject(action_id: int) -> Any:
-    body = request.get_json(silent=True) or {}
+    body = json_body()
+    body = body if isinstance(body, dict) else {}
     return jsonify(_jarvis().reject(action_id, current_user() or "", str(body.get("why", ""))[:300]).as_dict())
 

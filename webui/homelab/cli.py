@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -63,7 +64,7 @@ class Client:
         from homelab.store import Store
         from homelab.web.auth import create_token
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-        token = create_token(Store(settings.db_url), "admin", f"cli@{os.uname().nodename}")
+        token = create_token(Store(settings.db_url), "admin", f"cli@{os.uname().nodename}", kind="cli")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token)
@@ -72,7 +73,7 @@ class Client:
     def _req(self, method: str, path: str, body: Any = None, accept: str = "application/json") -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": accept, "X-Homelab-Client": "cli",
+            "Authorization": f"Bearer {self.token}", "Accept": accept,
             **({"Content-Type": "application/json"} if data else {})})
         try:
             return urllib.request.urlopen(req, timeout=None if accept == "text/event-stream" else 30)
@@ -173,6 +174,24 @@ def _drift(client: Client, args: argparse.Namespace) -> int:
     return 2
 
 
+def _typed(client: Client, playbook: str, params: dict[str, str]) -> dict[str, Any]:
+    """NAME=VALUE text as the API takes it: integers and booleans as JSON numbers and booleans, by the
+    entry's schema. What does not convert is sent as typed, and the server says what is wrong with it."""
+    if not params:
+        return params
+    schema = next((e["parameters"] for e in client.json("GET", "/api/v1/catalog") if e["id"] == playbook), {})
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        kind = (schema.get(name) or {}).get("type")
+        if kind == "integer" and re.fullmatch(r"-?[0-9]+", value):
+            out[name] = int(value)
+        elif kind == "boolean" and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            out[name] = value.lower() in ("true", "1", "yes", "on")
+        else:
+            out[name] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="homelab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -245,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 s.add(User(username="admin", password_hash=generate_password_hash(password)))
             else:
                 admin.password_hash = generate_password_hash(password)
+        from homelab.web.auth import end_all_sessions
+        end_all_sessions(store, "admin")
         store.audit("cli", "admin.password-reset", "admin")
         print(password)
         return 0
@@ -263,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"homelab: parameter {kv!r} is not NAME=VALUE")
             k, v = kv.split("=", 1)
             params[k] = v
+        params = _typed(client, args.playbook, params)
         job = client.json("POST", "/api/v1/jobs", {"playbook": args.playbook, "params": params, "limit": args.limit,
                                                    "check": args.check, "diff": args.diff})
         print(f"job {job['id']}: {job['status']} on {', '.join(job['hosts'])}", file=sys.stderr)

@@ -139,6 +139,20 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the token is for, fixed when it is made: "cli" (the local CLI's token) or "api". Jobs started
+    # with it record this as their source; no request header can claim another one.
+    kind: Mapped[str | None] = mapped_column(String(16), default="api", nullable=True)
+
+
+class WebSession(Base):
+    """A logged-in browser. The signed cookie carries a random id whose hash is the key here; a
+    request counts as logged in only while its row exists, so logout (which deletes it) ends the
+    session on the server and a copy of the cookie taken before stops working."""
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the id in the cookie
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
 
 
 class AuditEntry(Base):
@@ -257,5 +271,11 @@ class Store:
               ip: str = "", outcome: str = "ok") -> None:
         from homelab.masking import mask
         with self.session.begin() as s:
-            s.add(AuditEntry(actor=actor, action=action, target=target[:200], params=mask(params or {}),
-                             ip=ip, outcome=outcome[:200]))
+            s.add(AuditEntry(actor=_text(actor, 120), action=_text(action, 64), target=_text(target, 200),
+                             params=mask(params or {}), ip=_text(ip, 64), outcome=_text(outcome, 200)))
+
+
+def _text(value: str, limit: int) -> str:
+    """Text the audit page can always show: cut to its column, lone surrogates (from a JSON "\\ud800"
+    escape) replaced, since a page holding one cannot be encoded."""
+    return str(value)[:limit].encode("utf-8", "replace").decode("utf-8")

@@ -23,6 +23,7 @@ from homelab.scheduler import DriftScheduler
 from homelab.schedules import Schedules
 from homelab.settings import Settings
 from homelab.store import Store
+from homelab.web.inputs import IdConverter
 
 
 @dataclass
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
         JSON_SORT_KEYS=False,
     )
     app.session_interface = _Sessions()
+    app.url_map.converters["int"] = IdConverter  # before any route: ids beyond SQLite's range are 404s
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 

@@ -8,8 +8,9 @@ from flask import Blueprint, abort, jsonify, redirect, render_template, request,
 
 from homelab.catalog import ValidationError
 from homelab.schedules import Schedule, ScheduleError, parse_schedule
-from homelab.web import homelab
-from homelab.web.auth import audit, current_user
+from homelab.web import homelab, openapi
+from homelab.web.auth import audit, current_user, request_source
+from homelab.web.inputs import json_body
 
 bp = Blueprint("drift", __name__)
 api_bp = Blueprint("drift_api", __name__, url_prefix="/api/v1/drift")
@@ -78,7 +79,7 @@ def page() -> Any:
 @bp.post("/drift/check")
 def check() -> Any:
     try:
-        job, started, what = _start_check(dict(request.form), "web")
+        job, started, what = _start_check(dict(request.form), request_source())
     except ValidationError as exc:
         audit("drift.check", str(request.form.get("schedule") or request.form.get("playbook"))[:60], outcome=f"refused: {exc}")
         abort(exc.status, description=str(exc))
@@ -93,7 +94,7 @@ def fix() -> Any:
     playbook = request.form.get("playbook", "")
     hosts = [x for x in request.form.getlist("host") if x]
     try:
-        job = h.drift.fix(playbook, hosts or None, current_user() or "", "web")
+        job = h.drift.fix(playbook, hosts or None, current_user() or "", request_source())
     except ValidationError as exc:
         audit("drift.fix", playbook[:60], {"hosts": hosts}, outcome=f"refused: {exc}")
         abort(exc.status, description=str(exc))
@@ -156,11 +157,6 @@ def _refused(exc: ValidationError) -> Any:
     return jsonify({"error": str(exc), **({"field": exc.field} if exc.field else {})}), exc.status
 
 
-def _api_source() -> str:
-    src = request.headers.get("X-Homelab-Client", "api")
-    return src if src in ("api", "cli", "jarvis") else "api"
-
-
 @api_bp.get("")
 def api_state() -> Any:
     h = homelab()
@@ -191,11 +187,12 @@ def api_schedules() -> Any:
 
 @api_bp.post("/check")
 def api_check_start() -> Any:
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"schedule", "playbook", "limit"}:
         raise ValidationError('send {"schedule": id} or {"playbook": id, "limit": ""}')
+    openapi.enforce_drift_check(body, homelab().catalog.entries, openapi.groups_of(homelab().inventory))
     try:
-        job, started, what = _start_check(body, _api_source())
+        job, started, what = _start_check(body, request_source())
     except ValidationError as exc:
         audit("drift.check", str(body.get("schedule") or body.get("playbook"))[:60], outcome=f"refused: {exc}")
         raise
@@ -207,14 +204,14 @@ def api_check_start() -> Any:
 @api_bp.post("/fix")
 def api_fix() -> Any:
     h = homelab()
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"playbook", "hosts"}:
         raise ValidationError('send {"playbook": id, "hosts": [names]} (hosts optional: every drifted host)')
     hosts = body.get("hosts") or []
     if not isinstance(hosts, list) or not all(isinstance(x, str) for x in hosts):
         raise ValidationError("hosts must be a list of host names", field="hosts")
     try:
-        job = h.drift.fix(str(body.get("playbook") or ""), hosts or None, current_user() or "", _api_source())
+        job = h.drift.fix(str(body.get("playbook") or ""), hosts or None, current_user() or "", request_source())
     except ValidationError as exc:
         audit("drift.fix", str(body.get("playbook"))[:60], {"hosts": hosts}, outcome=f"refused: {exc}")
         raise

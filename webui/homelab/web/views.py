@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request, stream_with_context, url_for
+from flask import (Blueprint, Response, abort, jsonify, make_response, redirect, render_template, request,
+                   stream_with_context, url_for)
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
 from homelab.catalog import CATEGORIES, ValidationError
 from homelab.inventory import static_group_vars
+from homelab.refused import refused_outcome, refused_params
 from homelab.store import AuditEntry, Job, STATES
 from homelab.web import homelab
-from homelab.web.auth import audit, current_user
+from homelab.web.auth import audit, current_user, request_source
+from homelab.web.inputs import whole_number
 from homelab.web.jobstream import stream_job
 
 bp = Blueprint("views", __name__)
@@ -87,10 +91,11 @@ def entry(entry_id: str) -> Any:
         try:
             spec = h.catalog.prepare(e.id, params, limit, check, diff, h.inventory)
         except ValidationError as exc:
-            audit("job.start", e.id, {"params": params, "limit": limit}, outcome=f"refused: {exc}")
+            audit("job.start", e.id, {"params": refused_params(h.catalog, e.id, params), "limit": limit},
+                  outcome=refused_outcome(h.catalog, e.id, params, exc))
             error = str(exc)
         else:
-            job = h.engine.submit(spec, current_user() or "", "web", requested_limit=limit)
+            job = h.engine.submit(spec, current_user() or "", request_source(), requested_limit=limit)
             audit("job.start", f"job {job.id} ({e.id})", {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff})
             return redirect(url_for("views.job", job_id=job.id))
     return render_template("entry.html", e=e, error=error, values=values, groups=_groups_for(e)), 400 if error else 200
@@ -154,8 +159,7 @@ def job_stream(job_id: int) -> Any:
         h.engine.get(job_id)
     except ValidationError as exc:
         abort(404, description=str(exc))
-    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    after_i = int(after) if after.isdigit() else 0
+    after_i = whole_number(request.headers.get("Last-Event-ID") or request.args.get("after"), "after", 0)
     return Response(stream_with_context(stream_job(h.engine, job_id, after_i)), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -175,7 +179,7 @@ def job_cancel(job_id: int) -> Any:
 def job_rerun(job_id: int) -> Any:
     h = homelab()
     try:
-        new = h.engine.rerun(job_id, current_user() or "", "web")
+        new = h.engine.rerun(job_id, current_user() or "", request_source())
     except ValidationError as exc:
         audit("job.rerun", f"job {job_id}", outcome=f"refused: {exc}")
         abort(exc.status, description=str(exc))
@@ -191,14 +195,26 @@ def audit_log() -> Any:
     return render_template("audit.html", rows=rows)
 
 
-@bp.app_errorhandler(400)
-@bp.app_errorhandler(403)
-@bp.app_errorhandler(404)
-@bp.app_errorhandler(405)
-@bp.app_errorhandler(409)
-@bp.app_errorhandler(413)
-def error_page(exc: Any) -> Any:
-    code = getattr(exc, "code", 500)
+@bp.app_errorhandler(HTTPException)
+def error_page(exc: HTTPException) -> Any:
+    """Every HTTP error (4xx, and 500 after Flask logged the traceback): JSON for the API, a page otherwise."""
+    code = exc.code or 500
+    message = exc.description if code != 500 else "Something went wrong on the server; the log says what."
     if request.path.startswith("/api/"):
-        return jsonify(error=getattr(exc, "description", str(exc))), code
-    return render_template("error.html", code=code, message=getattr(exc, "description", str(exc))), code
+        resp = jsonify(error=message)
+    else:
+        resp = make_response(render_template("error.html", code=code, message=message))
+    resp.status_code = code
+    headers = dict(exc.get_headers())
+    for name in ("Allow", "Retry-After"):  # a 405 says what is allowed; a 429 when to come back
+        if name in headers:
+            resp.headers[name] = headers[name]
+    return resp
+
+
+@bp.app_errorhandler(ValidationError)
+def refused(exc: ValidationError) -> Any:
+    """A request the catalog, engine or a route refused, outside a blueprint with its own handler."""
+    if request.path.startswith("/api/"):
+        return jsonify({"error": str(exc), **({"field": exc.field} if exc.field else {})}), exc.status
+    return render_template("error.html", code=exc.status, message=str(exc)), exc.status
