@@ -89,8 +89,8 @@ def main() -> int:
         settings = Settings.from_env({"HOMELAB_VAR_DIR": str(tmp / "var"), "HOMELAB_INVENTORY": str(inventory),
                                       "HOMELAB_MAX_PARALLEL_JOBS": "1"}, scheduler=False)
         store = Store(settings.db_url)
-        catalog = Catalog(settings.catalog)
         inv = Inventory(settings.inventory)
+        catalog = Catalog(settings.catalog, registry=inv.registry)
         engine = JobEngine(settings, store, catalog, inv)
         engine.start()
         drift = DriftService(settings, store, catalog, inv, engine)

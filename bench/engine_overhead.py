@@ -33,7 +33,8 @@ def main() -> int:
     ap.add_argument("--playbook", default="typical", choices=["typical", "events"])
     args = ap.parse_args()
     settings = bench_settings()
-    engine = JobEngine(settings, Store(settings.db_url), Catalog(settings.catalog), Inventory(settings.inventory))
+    inventory = Inventory(settings.inventory)
+    engine = JobEngine(settings, Store(settings.db_url), Catalog(settings.catalog, registry=inventory.registry), inventory)
     engine.start()
     work = tempfile.mkdtemp(prefix="homelab-bench-files-")
     params = {"bench_dir": work} if args.playbook == "typical" else {"event_items": 200}

@@ -116,7 +116,7 @@ class Checks:
     timeout: float = 5.0
     dns_resolvers: tuple[str, ...] = ()  # "ip" or "ip:port"; empty = the system's resolvers
     dns_expected: tuple[str, ...] = ()  # the server's public address(es); empty = ddclient's last address
-    dns_domains: tuple[str, ...] = ()  # empty = every domain of the inventory's homelab_services
+    dns_domains: tuple[str, ...] = ()  # empty = every domain of the registry's enabled services
     tls_domains: tuple[dict[str, Any], ...] = ()  # {domain, connect: "host:port"}; empty = the service domains on 443
     tls_warn_days: float = 21.0
     tls_critical_days: float = 7.0

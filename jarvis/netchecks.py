@@ -168,19 +168,41 @@ def check_http(name: str, url: str, expect: tuple[int, ...], timeout: float, ca_
     return []
 
 
-def targets(checks: Checks, service_domains: dict[str, str], ddclient_addresses: tuple[str, ...] = ()) -> list[Target]:
-    """What to check this cycle: the rules file's lists, else the inventory's service domains."""
+@dataclass(frozen=True)
+class ServiceTarget:
+    """What Jarvis checks of one enabled service of the registry: its domains, and the URL and
+    statuses of its health check through its route (empty when it declares none)."""
+
+    name: str
+    domains: tuple[str, ...]
+    health_url: str = ""
+    expect: tuple[int, ...] = ()
+
+
+def service_targets(services: Any) -> list[ServiceTarget]:
+    """The enabled services of the registry (homelab.registry.Service values) as check targets."""
+    out = []
+    for s in services:
+        if getattr(s, "enabled", False) and s.domains:
+            out.append(ServiceTarget(s.name, tuple(s.domains), s.health_url, tuple(s.health.get("status") or ())))
+    return sorted(out, key=lambda t: t.name)
+
+
+def targets(checks: Checks, services: list[ServiceTarget], ddclient_addresses: tuple[str, ...] = ()) -> list[Target]:
+    """What to check this cycle: the rules file's lists, else every enabled service of the
+    registry: DNS and TLS of each of its domains, HTTP on its health path (or its front page)."""
     if not checks.from_inventory:
-        service_domains = {}
+        services = []
     out: list[Target] = []
     expected = checks.dns_expected or ddclient_addresses
-    dns_domains = checks.dns_domains or tuple(sorted(set(service_domains.values())))
-    for d in dns_domains:
+    domains = sorted({d for s in services for d in s.domains})
+    for d in checks.dns_domains or domains:
         out.append(Target("dns", d, {"expected": tuple(expected)}))
-    tls = checks.tls_domains or tuple({"domain": d} for d in sorted(set(service_domains.values())))
-    for t in tls:
+    for t in checks.tls_domains or tuple({"domain": d} for d in domains):
         out.append(Target("tls", str(t["domain"]), {"connect": str(t.get("connect") or "")}))
-    http = checks.http or tuple({"name": svc, "url": f"https://{d}/"} for svc, d in sorted(service_domains.items()))
+    http = checks.http or tuple(
+        {"name": s.name, "url": s.health_url or f"https://{s.domains[0]}/", **({"expect": list(s.expect)} if s.expect else {})}
+        for s in services)
     for h in http:
         expect = tuple(int(x) for x in (h.get("expect") or [200, 204, 301, 302, 401, 403]))
         out.append(Target("http", str(h["name"]), {"url": str(h["url"]), "expect": expect}))

@@ -32,7 +32,6 @@ from typing import Any, Callable
 from sqlalchemy import func, select, update
 
 from homelab.catalog import Catalog, ValidationError
-from homelab.inventory import static_group_vars
 from homelab.masking import mask
 from homelab.refused import refused_outcome, refused_params
 from homelab.settings import Settings
@@ -185,15 +184,13 @@ class Jarvis:
         self.store.audit(actor, action, target, params or {}, "", outcome)
 
     # ------------------------------------------------------------------ diagnosis
-    def service_domains(self) -> dict[str, str]:
-        gv = static_group_vars(self.settings.inventory)
-        reg = gv.get("homelab_services") or {}
-        out = {}
-        if isinstance(reg, dict):
-            for name, entry in reg.items():
-                if isinstance(entry, dict) and isinstance(entry.get("domain"), str) and "{{" not in entry["domain"]:
-                    out[str(name)] = entry["domain"]
-        return out
+    def service_targets(self) -> list[netchecks.ServiceTarget]:
+        """Every enabled service of the inventory's service registry, as DNS/TLS/HTTP targets."""
+        return netchecks.service_targets(self.inventory.registry.union().values())
+
+    def targets(self, addresses: tuple[str, ...] = ()) -> list[netchecks.Target]:
+        """What a network diagnosis checks (no network used to say so)."""
+        return netchecks.targets(self.rules.checks, self.service_targets(), addresses)
 
     def diagnose(self, limit: str = "", hosts: bool = True, network: bool = True, only: set[str] | None = None) -> Diagnosis:
         """Run the checks (host-side through the engine, network-side here); no decisions."""
@@ -204,7 +201,11 @@ class Jarvis:
             if hosts:
                 addresses = self._host_diagnosis(limit, d)
             if network:
-                ts = netchecks.targets(self.rules.checks, self.service_domains(), addresses)
+                try:
+                    ts = self.targets(addresses)
+                except Exception as exc:  # a broken registry entry: say so, check what the rules list
+                    d.notes.append(f"the service registry cannot be read, so its domains are not checked: {exc}")
+                    ts = netchecks.targets(self.rules.checks, [], addresses)
                 if only is not None:
                     ts = [t for t in ts if t.scope in only]
                 found, scopes = netchecks.run_all(ts, self.rules.checks)
@@ -349,7 +350,7 @@ class Jarvis:
             status = "queued" if rule.mode == "auto" or check_first else "pending"
             with self.store.session.begin() as s:
                 a = JarvisAction(source="rules", rule_id=rule.id, finding_id=row.id, finding_key=row.key, target=row.target,
-                                 playbook=spec.entry.id, params=mask(spec.extravars, spec.secrets), limit=limit, mode=rule.mode,
+                                 playbook=spec.entry.id, params=spec.masked_params(), limit=limit, mode=rule.mode,
                                  check_first=check_first, status=status, requested_by=ACTOR,
                                  reason=f"{row.code}: {row.summary}"[:1000])
                 s.add(a)
@@ -595,13 +596,13 @@ class Jarvis:
         with self.store.session.begin() as s:
             a = JarvisAction(source=source, rule_id=rule.id if rule else "", finding_id=finding.id if finding else None,
                              finding_key=finding.key if finding else "", target=target, playbook=spec.entry.id,
-                             params=mask(spec.extravars, spec.secrets), limit=limit, mode="auto" if rule else "approve",
+                             params=spec.masked_params(), limit=limit, mode="auto" if rule else "approve",
                              check_first=check_first, status="queued" if (rule or check_first) else "pending",
                              requested_by=f"{user} via {source}", reason=(reason + (f" ({note})" if note else ""))[:1000])
             s.add(a)
             s.flush()
             action_id = a.id
-        self.audit("jarvis.proposal", f"action {action_id} ({spec.entry.id})", {"params": mask(spec.extravars, spec.secrets), "limit": limit},
+        self.audit("jarvis.proposal", f"action {action_id} ({spec.entry.id})", {"params": spec.masked_params(), "limit": limit},
                    f"runs under rule {rule.id}" if rule else "waiting for approval", actor=f"{user} via {source}")
         if rule is not None or check_first:
             self._enqueue(self._run_action, action_id)

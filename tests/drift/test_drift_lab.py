@@ -76,8 +76,8 @@ def drift(converged: Path, tmp_path: Path) -> Iterator[DriftService]:
     settings = replace(Settings.from_env({"HOMELAB_VAR_DIR": str(var)}), inventory=converged,
                        schedules=tmp_path / "schedules.yml", scheduler=False)
     store = Store(settings.db_url)
-    catalog = Catalog(settings.catalog)
     inventory = Inventory(settings.inventory)
+    catalog = Catalog(settings.catalog, registry=inventory.registry)
     engine = JobEngine(settings, store, catalog, inventory)
     engine.start()
     yield DriftService(settings, store, catalog, inventory, engine)

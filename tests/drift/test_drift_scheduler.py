@@ -89,8 +89,8 @@ def test_an_interval_schedule_fires_in_exactly_one_of_two_servers_and_fails_over
 
 def _scheduler(settings: Settings) -> tuple[DriftScheduler, JobEngine]:
     store = Store(settings.db_url)
-    catalog = Catalog(settings.catalog)
     inventory = Inventory(settings.inventory)
+    catalog = Catalog(settings.catalog, registry=inventory.registry)
     engine = JobEngine(settings, store, catalog, inventory)
     engine.start()
     drift = DriftService(settings, store, catalog, inventory, engine)

@@ -55,7 +55,8 @@ def test_schedules_are_checked_against_the_catalog_and_the_inventory(drift_setti
 
 
 def test_the_repository_default_is_a_daily_check_of_site_on_every_host() -> None:
-    catalog = Catalog(ROOT / "playbooks" / "catalog.yml")
+    from homelab.registry import Registry
+    catalog = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(ROOT / "inventory" / "lab"))
     schedules = Schedules(ROOT / "playbooks" / "schedules.yml", catalog).load()
     [s] = [x for x in schedules if x.action == "check"]  # the others: Jarvis's diagnosis and maintenance runs
     assert {x.action for x in schedules} == {"check", "jarvis", "run"}
@@ -63,10 +64,16 @@ def test_the_repository_default_is_a_daily_check_of_site_on_every_host() -> None
     assert s.cron and str(s.trigger()).startswith("cron[") and "day='*'" in str(s.trigger())
 
 
-def test_fix_drift_uses_the_drifted_roles_tags_only_when_every_task_has_one(drift_settings: Settings) -> None:
+def test_fix_drift_uses_the_drifted_services_tags_only_when_every_task_is_in_a_service_role(drift_settings: Settings) -> None:
+    from homelab.inventory import Inventory
+
     class _Engine:
         on_finished: list[Any] = []
-    d = DriftService(drift_settings, Store(drift_settings.db_url), Catalog(drift_settings.catalog), None, _Engine())
+    d = DriftService(drift_settings, Store(drift_settings.db_url), Catalog(drift_settings.catalog),
+                     Inventory(ROOT / "inventory" / "lab"), _Engine())
+    assert d.tags_for([{"role": "compose_service"}]) == (), "a shared role is no service: converge everything"
+    assert DriftService(drift_settings, Store(drift_settings.db_url), Catalog(drift_settings.catalog), None,
+                        _Engine()).tags_for([{"role": "caddy"}]) == (), "no registry to ask: converge everything"
     assert d.tags_for([{"role": "caddy"}, {"role": "base"}, {"role": "base"}]) == ("base", "caddy")
     assert d.tags_for([{"role": "caddy"}, {"role": ""}]) == (), "a task outside a role: converge everything"
     assert d.tags_for([{"role": "no-such-role"}]) == ()

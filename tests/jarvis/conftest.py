@@ -48,8 +48,8 @@ def build(tmp_path: Path, box: Box, receiver: Receiver) -> Iterator[Any]:
         settings = Settings.from_env({"HOMELAB_VAR_DIR": str(var), "HOMELAB_INVENTORY": str(box.inventory),
                                       "HOMELAB_CATALOG": str(CATALOG), "HOMELAB_SCHEDULER": "0"})
         store = Store(settings.db_url)
-        catalog = Catalog(settings.catalog)
         inventory = Inventory(settings.inventory)
+        catalog = Catalog(settings.catalog, registry=inventory.registry)
         engine = JobEngine(settings, store, catalog, inventory)
         engine.start()
         path = write_rules(tmp_path / f"rules{n}.yml", list(rules), safety, checks)

@@ -52,8 +52,8 @@ def make(lab_inventory: Path, tmp_path: Path, receiver: Receiver) -> Iterator[An
         settings = replace(Settings.from_env({"HOMELAB_VAR_DIR": str(var)}), inventory=lab_inventory,
                            schedules=tmp_path / "schedules.yml", scheduler=False)
         store = Store(settings.db_url)
-        catalog = Catalog(settings.catalog)
         inventory = Inventory(settings.inventory)
+        catalog = Catalog(settings.catalog, registry=inventory.registry)
         engine = JobEngine(settings, store, catalog, inventory)
         engine.start()
         path = write_rules(tmp_path / f"rules{len(made)}.yml", rules, safety, checks)

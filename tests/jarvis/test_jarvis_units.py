@@ -47,7 +47,9 @@ def test_duplicate_rule_ids_and_unknown_sections_are_refused(tmp_path: Path) -> 
 def test_the_shipped_rules_file_loads_and_maps_the_issue_s_codes_to_catalog_playbooks() -> None:
     from homelab.catalog import Catalog
     rf = load_rules(DEFAULT_RULES, env={})
-    catalog = Catalog(Path(__file__).resolve().parents[2] / "playbooks" / "catalog.yml")
+    from homelab.registry import Registry
+    root = Path(__file__).resolve().parents[2]
+    catalog = Catalog(root / "playbooks" / "catalog.yml", registry=Registry(root / "inventory" / "lab"))
     want = {"container.unhealthy": "restart_service", "container.down": "restart_service", "tls.expiring": "renew_certificates",
             "ddclient.auth_error": "fix_ddclient", "gitsync.stale_lock": "clear_git_locks", "dns.mismatch": "update_dns"}
     for code, playbook in want.items():
@@ -159,13 +161,24 @@ def test_credentials_in_evidence_are_cut_out_before_anything_is_stored() -> None
     assert "https://********@github.com/me/site.git/" in out["last_error"]
 
 
-def test_network_targets_default_to_the_inventory_s_service_domains_unless_turned_off() -> None:
-    from jarvis.netchecks import targets
-    domains = {"n8n": "n8n.example.org"}
-    got = [(t.kind, t.name) for t in targets(Checks(dns_expected=("203.0.113.7",)), domains)]
-    assert got == [("dns", "n8n.example.org"), ("tls", "n8n.example.org"), ("http", "n8n")]
-    assert targets(Checks(from_inventory=False), domains) == []
-    assert [t.spec["expected"] for t in targets(Checks(), domains, ("198.51.100.1",)) if t.kind == "dns"] == [("198.51.100.1",)]
+def test_network_targets_default_to_the_registry_s_enabled_services_unless_turned_off() -> None:
+    from jarvis.netchecks import service_targets, targets
+    from homelab.registry import check_entries
+    services = check_entries([
+        {"name": "n8n", "enabled": True, "domains": ["n8n.example.org"], "health": {"path": "/healthz", "status": [200]}},
+        {"name": "site", "enabled": True, "domains": ["example.org", "www.example.org"]},
+        {"name": "off", "enabled": False, "domains": ["off.example.org"]},
+    ])
+    ts = service_targets(services.values())
+    got = [(t.kind, t.name) for t in targets(Checks(dns_expected=("203.0.113.7",)), ts)]
+    assert got == [("dns", "example.org"), ("dns", "n8n.example.org"), ("dns", "www.example.org"),
+                   ("tls", "example.org"), ("tls", "n8n.example.org"), ("tls", "www.example.org"),
+                   ("http", "n8n"), ("http", "site")]
+    http = {t.name: t.spec for t in targets(Checks(), ts) if t.kind == "http"}
+    assert http["n8n"] == {"url": "https://n8n.example.org/healthz", "expect": (200,)}
+    assert http["site"]["url"] == "https://example.org/"
+    assert targets(Checks(from_inventory=False), ts) == []
+    assert [t.spec["expected"] for t in targets(Checks(), ts, ("198.51.100.1",)) if t.kind == "dns"][0] == ("198.51.100.1",)
 
 
 def test_ddclient_legacy_protocol_status_is_read_from_status_not_noconnect() -> None:

@@ -38,7 +38,8 @@ def make_engine() -> Iterator[Any]:
 
     def make(settings: Settings, start: bool = True) -> JobEngine:
         store = Store(settings.db_url)
-        engine = JobEngine(settings, store, Catalog(settings.catalog), Inventory(settings.inventory))
+        inventory = Inventory(settings.inventory)
+        engine = JobEngine(settings, store, Catalog(settings.catalog, registry=inventory.registry), inventory)
         if start:
             engine.start()
         engines.append(engine)

@@ -34,7 +34,8 @@ INTERNAL_ROLES = {"compose_service", "node_app"}
 
 
 def test_the_real_catalog_lists_site_each_role_and_check_variants():
-    cat = Catalog(ROOT / "playbooks" / "catalog.yml")
+    from homelab.registry import Registry
+    cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(ROOT / "inventory" / "lab"))
     ids = set(cat.entries)
     assert {"site", "site-check", "deploy_service", "check_service"} <= ids
     def service_enum(entry_id: str) -> set[str]:

@@ -167,13 +167,33 @@ class JobSpec:
         return masked_params(self.entry, self.extravars, cut=None)
 
 
-class Catalog:
-    """The catalog file, loaded and checked once (reload() picks up edits)."""
+class ServiceSource(Protocol):
+    """Where `enum_from: {registry: <capability>}` parameters take their values: the service
+    registry (homelab.registry.Registry), resolved from the inventory, never a list kept here."""
 
-    def __init__(self, path: Path) -> None:
+    def union(self) -> dict[str, Any]: ...
+
+
+class Catalog:
+    """The catalog file, loaded and checked once (reload() picks up edits; a change of the service
+    registry's names or capabilities reloads it on the next lookup)."""
+
+    def __init__(self, path: Path, registry: ServiceSource | None = None) -> None:
         self.path = path.resolve()
+        self.registry = registry
         self.entries: dict[str, Entry] = {}
+        self._services_seen: tuple[tuple[str, tuple[str, ...]], ...] | None = None
         self.reload()
+
+    def _service_names(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        if self.registry is None:
+            return ()
+        return tuple(sorted((n, tuple(s.ops)) for n, s in self.registry.union().items()))
+
+    def refresh(self) -> None:
+        """Reload when the registry's services changed (a role added, a capability changed)."""
+        if self.registry is not None and self._service_names() != self._services_seen:
+            self.reload()
 
     def reload(self) -> None:
         try:
@@ -183,6 +203,7 @@ class Catalog:
         if not isinstance(data, dict) or not isinstance(data.get("playbooks"), list):
             raise CatalogError(f"{self.path}: expected a mapping with a 'playbooks' list")
         base = (self.path.parent / str(data.get("playbook_dir", "."))).resolve()
+        self._services_seen = self._service_names()
         entries: dict[str, Entry] = {}
         for i, raw in enumerate(data["playbooks"]):
             entry = self._entry(raw, base, i)
@@ -214,7 +235,7 @@ class Catalog:
             raise CatalogError(f"{where}: mode must be run or check")
         params = []
         for name, spec in (raw.get("parameters") or {}).items():
-            params.append(self._parameter(str(name), spec or {}, where))
+            params.append(self._parameter(str(name), self._enum_from(spec or {}, f"{where}: parameter {name}"), where))
         targets = raw["targets"]
         if isinstance(targets, str):
             targets = [targets]
@@ -223,6 +244,21 @@ class Catalog:
             category=raw["category"], risk=raw["risk"], playbook=playbook, targets=tuple(map(str, targets)),
             parameters=tuple(params), mode=mode, tags=tuple(raw.get("tags") or ()),
         )
+
+    def _enum_from(self, spec: dict[str, Any], where: str) -> dict[str, Any]:
+        """`enum_from: {registry: deploy}`: an enum of every registry service whose entry allows deploy."""
+        source = spec.get("enum_from")
+        if source is None:
+            return spec
+        from homelab.registry import CAPABILITIES
+        if not isinstance(source, dict) or set(source) != {"registry"} or source["registry"] not in CAPABILITIES:
+            raise CatalogError(f"{where}: enum_from must be {{registry: <{' | '.join(CAPABILITIES)}>}}")
+        if self.registry is None:
+            raise CatalogError(f"{where} takes its values from the service registry, but the catalog has no inventory")
+        names = sorted(n for n, ops in self._services_seen or () if source["registry"] in ops)
+        if not names:
+            raise CatalogError(f"{where}: no service in the registry allows {source['registry']}")
+        return {**{k: v for k, v in spec.items() if k != "enum_from"}, "type": "enum", "enum": names}
 
     @staticmethod
     def _parameter(name: str, spec: dict[str, Any], where: str) -> Parameter:
@@ -250,6 +286,7 @@ class Catalog:
         return p
 
     def get(self, entry_id: Any) -> Entry:
+        self.refresh()
         if not isinstance(entry_id, str) or not ID_RE.match(entry_id) or entry_id not in self.entries:
             shown = str(entry_id)[:60]
             raise ValidationError(f"playbook '{shown}' is not in the catalog", status=404, field="playbook")

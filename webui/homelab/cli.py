@@ -16,11 +16,63 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Iterator
 
 from homelab.settings import Settings
 
 FINAL = ("successful", "failed", "canceled")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def _registry(inventory: Path) -> Any:
+    from homelab.registry import Registry, RegistryError
+    try:
+        return Registry(inventory).union()
+    except RegistryError as exc:
+        raise SystemExit(f"homelab: {exc}") from None
+    except Exception as exc:  # ansible's own errors: a missing vault password, a broken inventory
+        raise SystemExit(f"homelab: cannot resolve the inventory {inventory}: {exc}") from None
+
+
+def _services(inventory: Path, as_json: bool) -> int:
+    """`homelab services`: the registry as Ansible resolves it for this inventory."""
+    services = _registry(inventory)
+    if as_json:
+        print(json.dumps({n: s.as_dict() for n, s in services.items()}, indent=2))
+        return 0
+    rows = [[n, "yes" if s.enabled else "no", s.kind, " ".join(s.domains) or "-", s.upstream or "-",
+             s.health.get("path") or s.health.get("command") or "-", " ".join(s.databases) or "-",
+             " ".join(s.data) or "-", ",".join(s.ops) or "-"] for n, s in services.items()]
+    if not rows:
+        print(f"the inventory {inventory} has no service")
+        return 0
+    print(_table(rows, ["SERVICE", "ENABLED", "KIND", "DOMAINS", "UPSTREAM", "HEALTH", "DATABASES", "DATA", "OPS"]))
+    return 0
+
+
+def _jarvis_targets(settings: Settings, inventory: Path, as_json: bool) -> int:
+    """`homelab jarvis targets`: what a network diagnosis would check, from the rules file's
+    checks and the registry's enabled services."""
+    from jarvis import netchecks
+    from jarvis.config import JarvisSettings, load_rules
+    rules = load_rules(JarvisSettings.from_env().rules_path)
+    ts = netchecks.targets(rules.checks, netchecks.service_targets(_registry(inventory).values()))
+    if as_json:
+        print(json.dumps([{"kind": t.kind, "name": t.name, **{k: list(v) if isinstance(v, tuple) else v
+                                                               for k, v in t.spec.items()}} for t in ts], indent=2))
+        return 0
+    if not ts:
+        print(f"Jarvis would check nothing on {inventory}: no enabled service has a domain "
+              f"(or checks.from_inventory is false in the rules file)")
+        return 0
+    print(_table([[t.kind, t.name, t.spec.get("url") or t.spec.get("connect") or
+                   ",".join(t.spec.get("expected") or ()) or "-"] for t in ts], ["CHECK", "TARGET", "DETAIL"]))
+    return 0
 
 
 def serve(settings: Settings) -> int:
@@ -228,6 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     df.add_argument("--no-follow", action="store_true")
     dsub.add_parser("schedules", help="list the drift schedules and their next run")
     dsub.add_parser("history", help="drift episodes, newest first")
+    sv = sub.add_parser("services", help="the service registry of an inventory, resolved by Ansible (no server needed)")
+    sv.add_argument("-i", "--inventory", type=Path, help="an inventory (default: HOMELAB_INVENTORY or inventory/lab)")
+    sv.add_argument("--json", action="store_true")
+    jv = sub.add_parser("jarvis", help="what Jarvis would do, without a server")
+    jsub = jv.add_subparsers(dest="jarvis_cmd")
+    jt = jsub.add_parser("targets", help="the DNS, TLS and HTTP checks Jarvis would run (no network is used)")
+    jt.add_argument("-i", "--inventory", type=Path, help="an inventory (default: HOMELAB_INVENTORY or inventory/lab)")
+    jt.add_argument("--json", action="store_true")
     t = sub.add_parser("token", help="create an API token (stored hashed; printed once)")
     t.add_argument("name")
     sub.add_parser("reset-admin-password", help="set a new generated admin password and print it once")
@@ -241,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(**overrides)
     if args.cmd == "serve":
         return serve(settings)
+    if args.cmd == "services":
+        return _services(args.inventory or settings.inventory, as_json=args.json)
+    if args.cmd == "jarvis":
+        if args.jarvis_cmd != "targets":
+            p.error("jarvis: give a command (targets)")
+        return _jarvis_targets(settings, args.inventory or settings.inventory, as_json=args.json)
     if args.cmd == "token":
         from homelab.store import Store
         from homelab.web.auth import create_token

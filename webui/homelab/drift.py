@@ -128,18 +128,20 @@ class DriftService:
         return job
 
     def tags_for(self, tasks: list[dict[str, Any]]) -> tuple[str, ...]:
-        """The roles' own tags when every drifted task is in a role tagged with its name; () = full converge."""
+        """The drifted services' own tags when every drifted task is in the role of a service of the
+        registry (each tags its tasks with its name: tests/test_registry.py holds them to it);
+        () = a full converge (a task outside any service role, or no registry to ask)."""
         roles = {t.get("role") or "" for t in tasks}
         if not roles or "" in roles:
             return ()
-        for role in roles:
-            main = self.settings.root / "roles" / role / "tasks" / "main.yml"
-            try:
-                text = main.read_text()
-            except OSError:
-                return ()
-            if not re.search(r"tags:\s*\[[^\]]*\b" + re.escape(role) + r"\b", text):
-                return ()
+        registry = getattr(self.inventory, "registry", None)
+        try:
+            services = set(registry.union()) if registry is not None else set()
+        except Exception:  # an unreadable registry: converge everything rather than guess
+            log.exception("drift: the service registry cannot be read")
+            return ()
+        if not roles <= services:
+            return ()
         return tuple(sorted(roles))
 
     # ------------------------------------------------------------------ reading results

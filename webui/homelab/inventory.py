@@ -6,9 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from homelab.catalog import Entry, HostResolver, ValidationError, parse_limit
+from homelab.registry import Registry
 
 
 class Inventory(HostResolver):
@@ -17,6 +16,7 @@ class Inventory(HostResolver):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self.registry = Registry(path)  # the service registry of this inventory (homelab.registry)
 
     def _manager(self) -> Any:
         from ansible.inventory.manager import InventoryManager
@@ -71,18 +71,3 @@ class Inventory(HostResolver):
         if not chosen:
             raise ValidationError(f"limit '{limit[:60]}' matches no host '{entry.id}' may target", field="limit")
         return sorted(chosen)
-
-
-def static_group_vars(inventory: Path) -> dict[str, Any]:
-    """group_vars/all of the inventory as plain YAML (dashboard display only, never templated)."""
-    out: dict[str, Any] = {}
-    gv = inventory / "group_vars" / "all"
-    files = sorted(gv.glob("*.yml")) if gv.is_dir() else [p for p in [inventory / "group_vars" / "all.yml"] if p.is_file()]
-    for f in files:
-        try:
-            data = yaml.safe_load(f.read_text()) or {}
-        except yaml.YAMLError:
-            continue
-        if isinstance(data, dict):
-            out.update(data)
-    return out

@@ -51,6 +51,7 @@ def load_config() -> dict:
     cfg.setdefault("keep_daily", 7)
     cfg.setdefault("lock_file", "/run/lock/homelab-backup.lock")
     cfg.setdefault("data_dirs", {})
+    cfg.setdefault("data_excludes", {})
     pg = cfg.setdefault("postgres", {})
     pg.setdefault("enabled", True)
     pg.setdefault("container", "postgres")
@@ -187,8 +188,10 @@ def make_backup(cfg: dict) -> dict:
                 continue
             (work / "data").mkdir(mode=0o700, exist_ok=True)
             out = work / "data" / f"{name}.tar.gz"
+            excludes = [f"--exclude={src_path.name}/{p.strip('/')}" for p in cfg["data_excludes"].get(name, [])]
             proc = run(["tar", "--create", "--gzip", "--numeric-owner", "--acls", "--xattrs", "--sparse",
-                        "--warning=no-file-changed", "--file", str(out), "-C", str(src_path.parent), src_path.name], timeout=6 * 3600)
+                        "--warning=no-file-changed", *excludes, "--file", str(out), "-C", str(src_path.parent),
+                        src_path.name], timeout=6 * 3600)
             # 1 = "some files changed while being read": the archive is usable, as with any live copy.
             if proc.returncode not in (0, 1):
                 raise BackupError(f"archiving {name} ({src}) failed: {tail(proc.stderr)}")

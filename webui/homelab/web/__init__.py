@@ -91,8 +91,8 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     store = Store(settings.db_url)
-    catalog = Catalog(settings.catalog)
     inventory = Inventory(settings.inventory)
+    catalog = Catalog(settings.catalog, registry=inventory.registry)
     engine = JobEngine(settings, store, catalog, inventory, **(engine_kwargs or {}))
     schedules = Schedules(settings.schedules, catalog, inventory)
     notifier = Notifier.from_env(schedules.notify_config())

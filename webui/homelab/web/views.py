@@ -10,7 +10,6 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from homelab.catalog import CATEGORIES, ValidationError
-from homelab.inventory import static_group_vars
 from homelab.refused import refused_outcome, refused_params
 from homelab.store import AuditEntry, Job, STATES
 from homelab.web import homelab
@@ -39,32 +38,38 @@ def dashboard() -> Any:
         hosts, inventory_error = [], str(exc)
     with h.store.session() as s:
         recent = list(s.scalars(select(Job).order_by(Job.id.desc()).limit(8)))
-        last_by_playbook = {}
-        for job in s.scalars(select(Job).where(Job.status.in_(("successful", "failed", "canceled")), Job.check.is_(False))
-                             .order_by(Job.id.desc()).limit(500)):
-            last_by_playbook.setdefault(job.playbook, job)
+        finished = list(s.scalars(select(Job).where(Job.status.in_(("successful", "failed", "canceled")),
+                                                    Job.check.is_(False)).order_by(Job.id.desc()).limit(500)))
+    services, registry_error = _services(finished)
     nexts = [t for t in h.scheduler.next_runs().values() if t] if h.scheduler else []
     return render_template("dashboard.html", hosts=hosts, inventory_error=inventory_error, recent=recent,
-                           services=_services(last_by_playbook), drift_states=h.drift.states() if h.drift else [],
+                           services=services, registry_error=registry_error, drift_states=h.drift.states() if h.drift else [],
                            drift_summary=h.drift.summary() if h.drift else {}, drift_next=min(nexts) if nexts else None)
 
 
-def _services(last_by_playbook: dict[str, Job]) -> list[dict[str, Any]]:
-    """Roles with an <role>_enabled switch, their domain from homelab_services, their last deploy."""
+# Catalog playbooks that deploy one service (named by their `service` parameter) or every enabled one.
+DEPLOYS_ONE = ("deploy_service", "rollback_service")
+DEPLOYS_ALL = ("site",)
+
+
+def _services(jobs: list[Job]) -> tuple[list[dict[str, Any]], str]:
+    """The enabled services of the service registry, with their URL and their last deploy: the
+    newest finished real run that deployed them (the site, Deploy a service, a roll back, by
+    anyone: the web, a schedule, Jarvis). Returns (rows, why the registry could not be read)."""
     h = homelab()
-    gv = static_group_vars(h.settings.inventory)
-    registry = gv.get("homelab_services") or {}
+    try:
+        services = h.inventory.registry.union()
+    except Exception as exc:  # a broken inventory or registry entry must not take the dashboard down
+        return [], str(exc)
     out = []
-    roles_dir = h.settings.root / "roles"
-    for role in sorted(p.name for p in roles_dir.iterdir() if p.is_dir()) if roles_dir.is_dir() else []:
-        defaults = roles_dir / role / "defaults" / "main.yml"
-        text = defaults.read_text() if defaults.is_file() else ""
-        has_switch = f"\n{role}_enabled:" in "\n" + text
-        enabled = gv.get(f"{role}_enabled", True if has_switch else None)
-        entry = registry.get(role) if isinstance(registry, dict) else None
-        deploy = last_by_playbook.get(f"deploy-{role}") or last_by_playbook.get("site")
-        out.append({"name": role, "enabled": enabled, "domain": (entry or {}).get("domain", ""), "last": deploy})
-    return out
+    for name, svc in services.items():
+        if not svc.enabled:
+            continue
+        last = next((j for j in jobs if j.playbook in DEPLOYS_ALL
+                     or (j.playbook in DEPLOYS_ONE and (j.params or {}).get("service") == name)), None)
+        out.append({"name": name, "title": svc.title, "kind": svc.kind, "url": svc.url,
+                    "domains": list(svc.domains), "last": last})
+    return out, ""
 
 
 @bp.get("/catalog")
