@@ -283,3 +283,15 @@ def test_where_says_where_every_enabled_service_answers(production: Path, tmp_pa
     assert isinstance(lines, list) and len(lines) == len(SEED_DOMAINS)
     for d in SEED_DOMAINS:
         assert any(line.split(": ", 1)[1].startswith(f"https://{d}/ ") and line.endswith("[not routed yet]") for line in lines), d
+
+
+def test_a_broken_registry_leaves_the_catalog_loaded_and_its_service_choices_refused(tmp_path: Path) -> None:
+    from homelab.catalog import ValidationError
+    inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
+    (inv / "group_vars" / "all" / "zz-broken.yml").write_text("---\nn8n_domain: not a domain\n")
+    cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(inv))
+    assert "n8n.domains: 'not a domain' is not a domain name" in cat.registry_error
+    with pytest.raises(ValidationError, match="nothing to choose from: the service registry cannot be read") as exc:
+        cat.prepare("restart_service", {"service": "n8n"}, "")
+    assert exc.value.status == 409
+    assert "site" in cat.entries  # the rest of the catalog still works

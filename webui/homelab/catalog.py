@@ -56,6 +56,7 @@ class Parameter:
     maximum: int | None = None
     max_length: int = 256
     secret: bool = False
+    enum_note: str = ""  # why an enum from the service registry is empty (the registry cannot be read)
 
     def coerce(self, raw: Any) -> Any:
         """The value as the playbook should see it, or ValidationError."""
@@ -87,6 +88,9 @@ class Parameter:
         except UnicodeEncodeError:
             raise ValidationError(f"{where} is not valid Unicode text (it holds a lone surrogate)", field=self.name) from None
         if self.type == "enum":
+            if not self.enum:
+                raise ValidationError(f"{where} has nothing to choose from: {self.enum_note or 'no values'}",
+                                      status=409, field=self.name)
             if raw not in self.enum:
                 raise ValidationError(f"{where} must be one of {', '.join(self.enum)}; got {raw[:40]!r}", field=self.name)
             return raw
@@ -182,13 +186,21 @@ class Catalog:
         self.path = path.resolve()
         self.registry = registry
         self.entries: dict[str, Entry] = {}
+        self.registry_error = ""
         self._services_seen: tuple[tuple[str, tuple[str, ...]], ...] | None = None
         self.reload()
 
     def _service_names(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(name, capabilities) of every registry service; () with registry_error set when the
+        registry cannot be read (the catalog still loads: its service choices are empty, saying why)."""
+        self.registry_error = ""
         if self.registry is None:
             return ()
-        return tuple(sorted((n, tuple(s.ops)) for n, s in self.registry.union().items()))
+        try:
+            return tuple(sorted((n, tuple(s.ops)) for n, s in self.registry.union().items()))
+        except Exception as exc:  # a broken inventory or registry entry must not stop the server
+            self.registry_error = f"the service registry cannot be read: {exc}"[:500]
+            return ()
 
     def refresh(self) -> None:
         """Reload when the registry's services changed (a role added, a capability changed)."""
@@ -256,9 +268,10 @@ class Catalog:
         if self.registry is None:
             raise CatalogError(f"{where} takes its values from the service registry, but the catalog has no inventory")
         names = sorted(n for n, ops in self._services_seen or () if source["registry"] in ops)
-        if not names:
+        if not names and not self.registry_error:
             raise CatalogError(f"{where}: no service in the registry allows {source['registry']}")
-        return {**{k: v for k, v in spec.items() if k != "enum_from"}, "type": "enum", "enum": names}
+        return {**{k: v for k, v in spec.items() if k != "enum_from"}, "type": "enum", "enum": names,
+                "enum_note": self.registry_error}
 
     @staticmethod
     def _parameter(name: str, spec: dict[str, Any], where: str) -> Parameter:
@@ -268,7 +281,7 @@ class Catalog:
         if ptype not in TYPES:
             raise CatalogError(f"{where}: parameter {name} has unknown type {ptype!r}")
         enum = tuple(map(str, spec.get("enum") or ()))
-        if ptype == "enum" and not enum:
+        if ptype == "enum" and not enum and not spec.get("enum_note"):
             raise CatalogError(f"{where}: enum parameter {name} lists no values")
         if spec.get("pattern"):
             re.compile(spec["pattern"])
@@ -276,7 +289,7 @@ class Catalog:
             name=name, type=ptype, description=str(spec.get("description", "")), default=spec.get("default"),
             required=bool(spec.get("required", False)), enum=enum, pattern=spec.get("pattern"),
             minimum=spec.get("minimum"), maximum=spec.get("maximum"), max_length=int(spec.get("max_length", 256)),
-            secret=bool(spec.get("secret", False)),
+            secret=bool(spec.get("secret", False)), enum_note=str(spec.get("enum_note") or ""),
         )
         if p.default is not None:
             try:
