@@ -118,3 +118,30 @@ def test_the_drift_api_needs_a_token_and_refuses_bad_requests(drift_app: Any) ->
     assert r.status_code == 409 and "no host has open drift" in r.get_json()["error"]
     r = client.post("/api/v1/drift/fix", json={"playbook": "files", "hosts": "alpha"}, headers=auth)
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize("cron, first, words", [
+    ("15 3 * * 0", "Sun 2026-12-06 03:15", "Sundays at 03:15"),
+    ("15 3 * * 7", "Sun 2026-12-06 03:15", "Sundays at 03:15"),
+    ("15 3 * * sun", "Sun 2026-12-06 03:15", "Sundays at 03:15"),
+    ("0 2 * * 1-5", "Tue 2026-12-01 02:00", "weekdays at 02:00"),
+    ("0 1 * * 6,0", "Sat 2026-12-05 01:00", "Sundays and Saturdays at 01:00"),
+    ("30 4 * * *", "Tue 2026-12-01 04:30", "daily at 04:30"),
+])
+def test_a_crontab_schedule_fires_when_crontab_says(cron: str, first: str, words: str) -> None:
+    """APScheduler's from_crontab reads day-of-week 0 as Monday: the weekly Sunday maintenance ran
+    on Mondays. A schedule written as crontab must mean what crontab means, and say it in words."""
+    import datetime as dt
+    s = parse_schedule({"id": "w", "playbook": "db_maintenance", "cron": cron, "action": "run"})
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)  # a Tuesday
+    tz = s.trigger().timezone  # the server's time zone, as crontab
+    fire = s.trigger().get_next_fire_time(None, start.astimezone(tz).replace(hour=0, minute=0))
+    assert fire.strftime("%a %H:%M") == f"{first[:3]} {first[-5:]}"
+    assert s.in_words == words
+
+
+def test_the_shipped_weekly_maintenance_runs_on_sunday() -> None:
+    from homelab.registry import Registry
+    catalog = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(ROOT / "inventory" / "lab"))
+    [weekly] = [s for s in Schedules(ROOT / "playbooks" / "schedules.yml", catalog).load() if s.id == "db-maintenance-weekly"]
+    assert weekly.in_words.startswith("Sundays at ")

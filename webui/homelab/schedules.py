@@ -69,11 +69,15 @@ class Schedule:
 
     def trigger(self) -> Any:
         """The APScheduler trigger this schedule fires on."""
-        from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
         if self.cron:
-            return CronTrigger.from_crontab(self.cron)
+            return crontab_trigger(self.cron)
         return IntervalTrigger(seconds=self.interval_seconds)
+
+    @property
+    def in_words(self) -> str:
+        """When it fires, as a person says it ("Sundays at 03:15", "every 10 minutes")."""
+        return describe_cron(self.cron) if self.cron else f"every {describe_interval(self.interval)}"
 
     def as_yaml(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "playbook": self.playbook}
@@ -90,7 +94,7 @@ class Schedule:
         return d
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "when": self.when}
+        return {**asdict(self), "when": self.when, "in_words": self.in_words}
 
 
 def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
@@ -112,9 +116,8 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
     if bool(cron) == bool(interval):
         raise ScheduleError(f"{where}: give exactly one of cron (\"30 4 * * *\") or interval (\"6h\")")
     if cron:
-        from apscheduler.triggers.cron import CronTrigger
         try:
-            CronTrigger.from_crontab(cron)
+            crontab_trigger(cron)
         except ValueError as exc:
             raise ScheduleError(f"{where}: cron {cron!r} is not valid ({exc}); use 'min hour day month weekday'") from None
     else:
@@ -143,6 +146,80 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
         raise ScheduleError(f"{where}: params are only for action run (a check or a diagnosis takes none)")
     return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled, action=action,
                     params=dict(params))
+
+
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: 0 (and 7) is Sunday
+DAY_WORDS = ("Sundays", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays")
+
+
+def _crontab_days(field: str) -> list[int]:
+    """A crontab day-of-week field (0-7, names, ranges, lists, steps) as crontab day numbers 0-6."""
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        rng, _, step_s = part.partition("/")
+        step = int(step_s) if step_s else 1
+        if step < 1 or (step_s and not step_s.isdigit()):
+            raise ValueError(f"bad step in day of week {part!r}")
+        if rng == "*":
+            lo, hi = 0, 6
+        else:
+            a, _, b = rng.partition("-")
+            lo, hi = _day(a), _day(b) if b else _day(a)
+            if b and hi < lo:
+                raise ValueError(f"day-of-week range {rng!r} runs backwards")
+        days.update(d % 7 for d in range(lo, hi + 1, step))
+    return sorted(days)
+
+
+def _day(token: str) -> int:
+    if token in DAY_NAMES:
+        return DAY_NAMES.index(token)
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token)
+    raise ValueError(f"{token!r} is not a day of the week (0-7 or sun..sat)")
+
+
+def crontab_trigger(expr: str) -> Any:
+    """An APScheduler trigger that means what crontab means. APScheduler's own from_crontab reads
+    day-of-week 0 as Monday (crontab: Sunday), which moved a weekly Sunday maintenance to Monday."""
+    from apscheduler.triggers.cron import CronTrigger
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, dow = fields
+    kwargs: dict[str, Any] = {"minute": minute, "hour": hour, "day": day, "month": month}
+    if dow != "*":
+        kwargs["day_of_week"] = ",".join(DAY_NAMES[d] for d in _crontab_days(dow))
+    return CronTrigger(**kwargs)
+
+
+def describe_cron(expr: str) -> str:
+    """Common crontab forms in words; anything else as the expression itself."""
+    try:
+        minute, hour, day, month, dow = expr.split()
+    except ValueError:
+        return expr
+    if not (minute.isdigit() and hour.isdigit() and day == "*" and month == "*"):
+        return f"cron {expr}"
+    at = f"at {int(hour):02d}:{int(minute):02d}"
+    if dow == "*":
+        return f"daily {at}"
+    try:
+        days = _crontab_days(dow)
+    except ValueError:
+        return f"cron {expr}"
+    if days == [1, 2, 3, 4, 5]:
+        return f"weekdays {at}"
+    return " and ".join([", ".join(DAY_WORDS[d] for d in days[:-1]), DAY_WORDS[days[-1]]] if len(days) > 1
+                        else [DAY_WORDS[days[0]]]) + f" {at}"
+
+
+def describe_interval(interval: str) -> str:
+    m = INTERVAL_RE.match(interval.strip())
+    if not m:
+        return interval
+    n, unit = int(m[1]), {"s": "second", "m": "minute", "h": "hour", "d": "day"}[m[2]]
+    return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else unit
 
 
 class Schedules:
