@@ -41,7 +41,12 @@ def dashboard() -> Any:
         finished = list(s.scalars(select(Job).where(Job.status.in_(("successful", "failed", "canceled")),
                                                     Job.check.is_(False)).order_by(Job.id.desc()).limit(500)))
     services, registry_error = _services(finished)
-    nexts = [t for t in h.scheduler.next_runs().values() if t] if h.scheduler else []
+    # the next drift check: only schedules whose action is a check (not Jarvis cycles or maintenance runs)
+    try:
+        checks = {s.id for s in h.schedules.load() if s.action == "check" and s.enabled} if h.schedules else set()
+    except Exception:  # a broken schedules file is reported on the Drift page
+        checks = set()
+    nexts = [t for sid, t in h.scheduler.next_runs().items() if t and sid in checks] if h.scheduler else []
     return render_template("dashboard.html", hosts=hosts, inventory_error=inventory_error, recent=recent,
                            services=services, registry_error=registry_error, drift_states=h.drift.states() if h.drift else [],
                            drift_summary=h.drift.summary() if h.drift else {}, drift_next=min(nexts) if nexts else None)
