@@ -1,41 +1,138 @@
 """Every molecule scenario (create, converge, idempotence, verify, side effect, destroy) as a test.
 
 pytest-xdist runs them in parallel, each on its own lab host; the full molecule log of each goes
-to var/log/molecule-<scenario>.log and its tail into the failure message.
+to var/log/molecule-<scenario>.log (written as it runs) and its tail into the failure message.
+Each molecule step is timed as its output streams by; var/reports/molecule-<scenario>.json holds
+the step times and the recaps (tests/conftest.py folds them into the duration report). A scenario
+that times out is killed with its whole process group and its lab host destroyed, and the failure
+names the step it was in.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from labenv import ROOT, ansible_env
 
-# Longest first, so the parallel workers finish together; scenarios not named here run after these.
+# Longest first (tests/conftest.py's scheduler orders by measured time; this is the fallback order).
 SCENARIOS = ["site", "bots", "backup", "n8n", "media", "static_site", "dashboard", "vnc_desktop", "git_sync",
              "ddclient", "caddy", "postgres", "base", "docker"]
+# Seconds one scenario may take before it is killed (and its lab host destroyed).
+TIMEOUT = float(os.environ.get("MOLECULE_TIMEOUT", "1800"))
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# molecule's tty ("➜ converge: Executing") and non-tty ("[n8n > converge] Executing") log formats
+STEP_LINE = re.compile(r"(?:➜ |> )(?P<step>[a-z_]+)(?::|\]) (?P<what>Executing(?=\s*$)|Executed(?=:))")
 # profile_tasks prints, at the top of each run's TASKS RECAP: "<date> (<last task>)   H:MM:SS.fff"
 RUN_TOTAL = re.compile(r"TASKS RECAP.*?\(\d+:\d\d:\d\d\.\d+\)\s+(\d+):(\d\d):(\d\d\.\d+)", re.S)
 RECAP_LINE = re.compile(r"([\w.-]+)[ \t]+: (ok=\d+)[ \t]+(changed=\d+)[ \t]+(unreachable=\d+)[ \t]+(failed=\d+)")
 
 
+@dataclass
+class MoleculeRun:
+    """What one `molecule test` did: its output, return code (None: killed) and each step's time."""
+
+    text: str = ""
+    returncode: int | None = None
+    timed_out: bool = False
+    steps: list[dict] = field(default_factory=list)  # [{"step", "seconds", "done"}] in the order they ran
+
+    @property
+    def current_step(self) -> str:
+        """The last step molecule started (the one a timeout interrupted)."""
+        return self.steps[-1]["step"] if self.steps else "before the first step"
+
+
 def _step(text: str, step: str) -> str:
     """The output of one molecule step (between its 'Executing' line and the next step's)."""
-    mark = rf"(?:➜ {step}:|> {step}\])"  # molecule's tty and non-tty log formats
+    mark = rf"(?:➜ {step}:|> {step}\])"
     m = re.search(rf"{mark} Executing(.*?){mark} Executed", text, re.S)
     return m.group(1) if m else ""
 
 
-def _report(scenario: str, text: str, elapsed: float) -> dict:
-    """Wall times and recaps of converge and idempotence, kept in var/reports for the notes."""
-    report: dict = {"scenario": scenario, "molecule_test_seconds": round(elapsed, 1)}
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop molecule and every ansible-playbook/testinfra process it started."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _destroy(scenario: str, env: dict[str, str]) -> None:
+    """Remove the scenario's lab host after molecule was killed: molecule's own destroy, then lab.sh as backstop."""
+    subprocess.run(["molecule", "destroy", "-s", scenario], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=300, check=False)
+    subprocess.run([str(ROOT / "lab" / "lab.sh"), "rm", f"molecule-{scenario}"], timeout=120, check=False)
+
+
+def run_molecule(scenario: str, log: Path, timeout: float = TIMEOUT) -> MoleculeRun:
+    """`molecule test -s <scenario>`, its output streamed to log and timed per step."""
+    env = ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PY_COLORS="0", PYTHONUNBUFFERED="1")
+    run = MoleculeRun()
+    lines: list[str] = []
+    proc = subprocess.Popen(["molecule", "test", "-s", scenario], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+
+    def read() -> None:
+        started: float | None = None
+        assert proc.stdout is not None
+        with log.open("w") as out:
+            for raw in proc.stdout:
+                line = ANSI.sub("", raw)
+                out.write(line)
+                out.flush()
+                lines.append(line)
+                m = STEP_LINE.search(line)
+                if not m:
+                    continue
+                now = time.monotonic()
+                if m["what"] == "Executing":
+                    started = now
+                    run.steps.append({"step": m["step"], "seconds": 0.0, "done": False})
+                elif run.steps and run.steps[-1]["step"] == m["step"] and started is not None:
+                    run.steps[-1].update(seconds=round(now - started, 1), done=True)
+            if run.steps and not run.steps[-1]["done"] and started is not None:
+                run.steps[-1]["seconds"] = round(time.monotonic() - started, 1)
+
+    reader = threading.Thread(target=read, name=f"molecule-{scenario}-log", daemon=True)
+    reader.start()
+    try:
+        run.returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.timed_out = True
+        _kill_group(proc)
+        _destroy(scenario, env)
+    except BaseException:  # interrupted (Ctrl-C, pytest-timeout): leave nothing running
+        _kill_group(proc)
+        _destroy(scenario, env)
+        raise
+    reader.join(timeout=30)
+    run.text = "".join(lines)
+    return run
+
+
+def _report(scenario: str, run: MoleculeRun, elapsed: float) -> dict:
+    """Step times, wall times and recaps of converge and idempotence, kept in var/reports."""
+    report: dict = {"scenario": scenario, "molecule_test_seconds": round(elapsed, 1),
+                    "outcome": "timeout" if run.timed_out else ("passed" if run.returncode == 0 else "failed"),
+                    "steps": run.steps}
     for step in ("converge", "idempotence"):
-        out = _step(text, step)
+        out = _step(run.text, step)
         total = RUN_TOTAL.search(out)
         report[f"{step}_seconds"] = (
             round(int(total[1]) * 3600 + int(total[2]) * 60 + float(total[3]), 1) if total else None
@@ -58,17 +155,18 @@ def test_molecule_scenario(scenario: str) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"molecule-{scenario}.log"
     started = time.monotonic()
-    proc = subprocess.run(
-        ["molecule", "test", "-s", scenario],
-        cwd=ROOT, env=ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PY_COLORS="0", PYTHONUNBUFFERED="1"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800, check=False,
-    )
-    text = ANSI.sub("", proc.stdout)
-    log.write_text(text)
+    run = run_molecule(scenario, log)
     elapsed = time.monotonic() - started
-    assert proc.returncode == 0, f"molecule test -s {scenario} failed after {elapsed:.0f}s; tail of {log}:\n{text[-8000:]}"
+    report = _report(scenario, run, elapsed)
+    assert not run.timed_out, (
+        f"molecule test -s {scenario} timed out after {elapsed:.0f}s in step '{run.current_step}' "
+        f"(killed, lab host destroyed); tail of {log}:\n{run.text[-8000:]}"
+    )
+    assert run.returncode == 0, (
+        f"molecule test -s {scenario} failed after {elapsed:.0f}s in step '{run.current_step}'; "
+        f"tail of {log}:\n{run.text[-8000:]}"
+    )
     # Idempotence is molecule's own check; assert the recap it printed so a skipped step cannot pass.
-    assert "idempotence: Executed: Successful" in text, f"no successful idempotence step in {log}"
-    assert "verify: Executed: Successful" in text, f"no successful verify step in {log}"
-    report = _report(scenario, text, elapsed)
+    assert "idempotence: Executed: Successful" in run.text, f"no successful idempotence step in {log}"
+    assert "verify: Executed: Successful" in run.text, f"no successful verify step in {log}"
     assert report["idempotence_recap"] and all(" changed=0 " in r for r in report["idempotence_recap"]), report
