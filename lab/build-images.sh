@@ -10,7 +10,10 @@
 #   homelab-lab/python:<hash>    Debian's Python, standing in for python:3.12-slim
 #   homelab-lab/dashboard:<hash> the web UI's image from webui/Dockerfile, on that Python
 #   homelab-lab/vnc-desktop:<hash>  roles/vnc_desktop/files/image built on the Debian base (the role's own Dockerfile)
-# Prints "NAME=REF" lines (LAB_IMAGE, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
+#   homelab-lab/platform:<hash>  the lab host with what every converged host installs anyway (images/platform)
+#   volumes homelab-lab-seed-<hash>  a lab host engine's /var/lib/docker holding the service images
+#                                (LAB_DOCKER_SEED, LAB_DOCKER_SEED_ALL); lab/lab.sh copies one into each platform host
+# Prints "NAME=REF" lines (LAB_IMAGE: the platform image, LAB_BARE_IMAGE: the bare one, LAB_DOCKER_SEED, LAB_DOCKER_SEED_ALL, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
 # to eval; inventory/lab and the molecule scenarios read the image names from them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -94,7 +97,63 @@ if have_image "$dashboard_ref"; then log "cached $dashboard_ref"; else
     >/var/tmp/homelab-build.log 2>&1 || { tail -n 30 /var/tmp/homelab-build.log >&2; exit 1; }
 fi
 
-echo "LAB_IMAGE=$lab_ref"
+# The platform-ready lab host (the base and docker scenarios use the bare one, LAB_BARE_IMAGE).
+platform_ref="homelab-lab/platform:$(echo "$lab_ref" | cat - "$here"/images/platform/* | sha256sum | cut -c1-12)"
+build_dockerfile_image "$platform_ref" "$here/images/platform" "$lab_ref"
+
+# Seeds: what a lab host's engine holds after `docker load` of the service images, built once in
+# a throwaway platform host (systemd and dockerd as on every lab host) with the engine stopped
+# cleanly; lab/lab.sh copies one to a new host's /var/lib/docker (cp -a: ~4x faster than docker
+# save|load, and done once per host instead of once per image).
+#   LAB_DOCKER_SEED      the images nearly every service scenario loads: caddy, postgres, the stand-in, Debian
+#   LAB_DOCKER_SEED_ALL  those and the big ones only some scenarios use (node, vnc-desktop, the
+#                        dashboard, which changes with every web UI edit): site, bots, vnc_desktop, dashboard
+# lab/prepare.yml still loads whatever image a scenario asks for and its host lacks.
+seed_hash() { { echo "$platform_ref"; for i in "$@"; do docker image inspect -f '{{.Id}}' "$i"; done; } | sha256sum | cut -c1-12; }
+fill_seed() { # VOLUME FROM-VOLUME|"" IMAGE...: a throwaway platform host whose /var/lib/docker is VOLUME loads the images
+  local vol=$1 from=$2 seeder="homelab-lab-seeding-$$" i; shift 2
+  if [ -n "$from" ]; then
+    docker run --rm --cap-add=SYS_ADMIN --network=none -v "$from:/from:ro" -v "$vol:/to" "$platform_ref" cp -a /from/. /to/ || return 1
+  fi
+  LAB_IMAGE=$platform_ref LAB_DOCKER_VOLUME=$vol "$here/lab.sh" run "$seeder" >/dev/null || return 1
+  docker exec "$seeder" systemctl start docker || return 1
+  for i in "$@"; do
+    docker exec "$seeder" docker image inspect "$i" >/dev/null 2>&1 && continue
+    docker save "$i" | docker exec -i "$seeder" docker load -q >/dev/null || return 1
+  done
+  docker exec "$seeder" systemctl stop docker.socket docker.service containerd.service || return 1
+  docker rm -f -v "$seeder" >/dev/null
+  # Last: the mark lab/lab.sh copies only from (a build killed half-way leaves no usable seed).
+  docker run --rm --network=none -v "$vol:/v" "$platform_ref" touch /v/.homelab-seed-complete
+}
+build_seed() { # VOLUME FROM-VOLUME|"" IMAGE...
+  local vol=$1
+  if docker volume inspect "$vol" >/dev/null 2>&1; then
+    if docker run --rm --network=none -v "$vol:/v:ro" "$platform_ref" test -f /v/.homelab-seed-complete; then
+      log "cached volume $vol"; return
+    fi
+    docker volume rm -f "$vol" >/dev/null  # left half-filled by a build that was stopped
+  fi
+  log "seeding volume $vol (${*:3})"
+  docker volume create --label homelab-lab.seed=1 "$vol" >/dev/null
+  if ! fill_seed "$@"; then
+    docker rm -f -v "homelab-lab-seeding-$$" >/dev/null 2>&1; docker volume rm -f "$vol" >/dev/null 2>&1
+    log "seeding $vol failed"; exit 1
+  fi
+}
+common_images=("$caddy_ref" "$pg_ref" "$standin_ref" "$deb_ref")
+all_images=("${common_images[@]}" "$node_ref" "$vnc_ref" "$dashboard_ref")
+seed="homelab-lab-seed-$(seed_hash "${common_images[@]}")"
+seed_all="homelab-lab-seed-$(seed_hash "${all_images[@]}")"
+# Seeds of older recipes go (a seed is only ever copied from, so none is in use).
+docker volume ls -q --filter label=homelab-lab.seed=1 | grep -vxF -e "$seed" -e "$seed_all" | xargs -r docker volume rm >/dev/null 2>&1 || true
+build_seed "$seed" "" "${common_images[@]}"
+build_seed "$seed_all" "$seed" "${all_images[@]}"
+
+echo "LAB_IMAGE=$platform_ref"
+echo "LAB_BARE_IMAGE=$lab_ref"
+echo "LAB_DOCKER_SEED=$seed"
+echo "LAB_DOCKER_SEED_ALL=$seed_all"
 echo "LAB_DEBIAN_IMAGE=$deb_ref"
 echo "LAB_CADDY_IMAGE=$caddy_ref"
 echo "LAB_POSTGRES_IMAGE=$pg_ref"
