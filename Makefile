@@ -7,8 +7,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Molecule scenarios run in parallel (each on its own lab host); 3 fits 2 cores, most time is apt and I/O.
 MOLECULE_WORKERS ?= 3
+# What `make check` runs: everything that needs no lab host and no browser.
+CHECK_WORKERS ?= 2
+FAST_TESTS := -m 'not lab and not browser' --ignore=tests/test_molecule.py --ignore=tests/test_argument_specs.py
 
-.PHONY: run converge bench bench-drift bench-jarvis browser test venv host lab-images lab-up lab-down lint molecule pytest lock clean
+.PHONY: run converge bench bench-drift bench-jarvis browser test check venv host lab-images lab-up lab-down lint molecule pytest lock clean
 
 run: venv lab-up  ## the web UI (job engine, catalog, live output) on the lab inventory, http://127.0.0.1:8080
 	source $(LAB_ENV) && ansible-playbook lab/prepare.yml
@@ -19,7 +22,11 @@ converge: venv lab-up  ## converge the lab with playbooks/site.yml from the shel
 	@source $(LAB_ENV) && ansible-playbook playbooks/where.yml
 
 test: venv lab-images browser  ## every test: lint, argument specs, molecule scenarios, job engine, web UI, browser
-	source $(LAB_ENV) && pytest -n $(MOLECULE_WORKERS) --dist loadgroup -p no:cacheprovider tests
+	source $(LAB_ENV) && pytest -n $(MOLECULE_WORKERS) --dist loadgroup -p no:cacheprovider \
+	  --durations-report var/reports/durations tests
+
+check: venv  ## the everyday loop: lint and every test that needs no lab host and no browser
+	pytest -n $(CHECK_WORKERS) -p no:cacheprovider $(FAST_TESTS) tests
 
 bench: venv lab-images  ## the job engine's benchmarks (bench/), printed as ratios and rates
 	source $(LAB_ENV) && python bench/all.py
