@@ -166,9 +166,22 @@ class Assistant:
         return self._refuse(user, name, "no such tool: Jarvis can only list findings, run the read-only checks, "
                                         "read the catalog and propose a catalog playbook", raw_args)
 
+    def _audited_args(self, raw_args: str) -> dict[str, Any]:
+        """A refused tool call's arguments as the audit log may keep them: a proposal's parameters
+        masked by the catalog's schema (a secret never lands there), anything else only by size."""
+        from homelab.refused import refused_params
+        try:
+            args = json.loads(raw_args)
+        except (TypeError, ValueError):
+            args = None
+        if isinstance(args, dict) and isinstance(args.get("playbook"), str):
+            return {"playbook": args["playbook"][:64],
+                    "params": refused_params(self.jarvis.catalog, args["playbook"], args.get("params"))}
+        return {"arguments": f"({len(raw_args or '')} characters, not shown)"}
+
     def _refuse(self, user: str, name: str, why: str, raw_args: str, audited: bool = False) -> tuple[dict[str, Any], JarvisChat]:
         if not audited:
-            self.jarvis.audit("jarvis.chat.refused", name or "(no name)", {"arguments": raw_args[:300]}, why[:200],
+            self.jarvis.audit("jarvis.chat.refused", name or "(no name)", self._audited_args(raw_args), why[:200],
                               actor=f"{user} via chat")
         row = self._save(user, "tool", f"refused {name or '(no name)'}: {why}", tool=name, refused=True)
         return {"error": f"refused: {why}"}, row

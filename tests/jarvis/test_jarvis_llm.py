@@ -63,6 +63,18 @@ def test_malicious_tool_calls_are_all_refused_audited_and_nothing_runs(build: An
     assert offered == ["list_findings", "run_diagnostics", "list_playbooks", "propose_playbook"]
 
 
+def test_a_refused_tool_call_never_audits_a_secret_it_carried(build: Any, fake_llm: Any) -> None:
+    """A refused call's arguments reach the audit log masked by the catalog's schema, or only by size."""
+    j = build([LOCK_RULE], api_key=API_KEY, base_url=fake_llm.url, model="test-model")
+    secret = "hunter2-" + "x" * 12
+    fake_llm.script = [[("propose_playbook", {"playbook": "noop", "params": {"token": secret}, "command": "id", "reason": "x"}),
+                        ("run_shell", {"password": secret})], "done"]
+    j.assistant.chat("alice", "go")
+    rows = _audit(j, "jarvis.chat.refused")
+    assert len(rows) == 2 and secret not in json.dumps([r.params for r in rows])
+    assert rows[0].params["playbook"] == "noop" and rows[1].params["arguments"].endswith("characters, not shown)")
+
+
 def test_a_proposed_playbook_waits_for_approval_with_its_parameters_then_runs(build: Any, fake_llm: Any, box: Box) -> None:
     j = build([], api_key=API_KEY, base_url=fake_llm.url, model="test-model")
     fake_llm.script = [[("list_playbooks", {})],
