@@ -56,6 +56,25 @@ def _resolve(inventory: Path, expr: str, root: Path = ROOT) -> Any:
     return json.loads(host["msg"])
 
 
+def _dashboard(inventory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The dashboard's home page of the real app on this inventory, logged in."""
+    from homelab.settings import Settings
+    from homelab.web import create_app, stop_app
+    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", "correct horse battery staple")
+    (tmp_path / "var").mkdir()
+    app = create_app(Settings.from_env({"HOMELAB_VAR_DIR": str(tmp_path / "var"), "HOMELAB_INVENTORY": str(inventory),
+                                        "HOMELAB_SCHEDULER": "0", "HOMELAB_JARVIS": "0",
+                                        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml")}), start_engine=False)
+    try:
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+        client.post("/login", data={"username": "admin", "password": "correct horse battery staple", "csrf_token": csrf})
+        return client.get("/").get_data(as_text=True)
+    finally:
+        stop_app(app, timeout=10)
+
+
 def test_production_is_the_users_homelab_and_jarvis_checks_every_domain(production: Path) -> None:
     from jarvis import netchecks
     from jarvis.config import DEFAULT_RULES, load_rules
@@ -116,21 +135,7 @@ def test_every_service_has_a_role_in_the_site_and_tags_its_tasks_with_its_name()
 
 def test_the_dashboard_lists_exactly_the_enabled_services_with_their_urls(production: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from homelab.settings import Settings
-    from homelab.web import create_app, stop_app
-    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", "correct horse battery staple")
-    (tmp_path / "var").mkdir()
-    app = create_app(Settings.from_env({"HOMELAB_VAR_DIR": str(tmp_path / "var"), "HOMELAB_INVENTORY": str(production),
-                                        "HOMELAB_SCHEDULER": "0", "HOMELAB_JARVIS": "0",
-                                        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml")}), start_engine=False)
-    try:
-        client = app.test_client()
-        page = client.get("/login").get_data(as_text=True)
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
-        client.post("/login", data={"username": "admin", "password": "correct horse battery staple", "csrf_token": csrf})
-        html = client.get("/").get_data(as_text=True)
-    finally:
-        stop_app(app, timeout=10)
+    html = _dashboard(production, tmp_path, monkeypatch)
     shown = set(re.findall(r'<tr data-service="([a-z0-9_]+)">', html))
     services = Registry(production).union()
     assert shown == {n for n, s in services.items() if s.enabled}
@@ -210,21 +215,7 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
     assert ("dns", "hello.lab.test") in {(t.kind, t.name) for t in ts}
     assert {"url": "https://hello.lab.test/ping", "expect": (200,)} in [t.spec for t in ts if t.kind == "http"]
     # the dashboard
-    from homelab.settings import Settings
-    from homelab.web import create_app, stop_app
-    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", "correct horse battery staple")
-    (tmp_path / "var").mkdir()
-    app = create_app(Settings.from_env({"HOMELAB_VAR_DIR": str(tmp_path / "var"), "HOMELAB_INVENTORY": str(inventory),
-                                        "HOMELAB_SCHEDULER": "0", "HOMELAB_JARVIS": "0",
-                                        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml")}), start_engine=False)
-    try:
-        client = app.test_client()
-        page = client.get("/login").get_data(as_text=True)
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
-        client.post("/login", data={"username": "admin", "password": "correct horse battery staple", "csrf_token": csrf})
-        html = client.get("/").get_data(as_text=True)
-    finally:
-        stop_app(app, timeout=10)
+    html = _dashboard(inventory, tmp_path, monkeypatch)
     assert '<tr data-service="hello_web">' in html and 'href="https://hello.lab.test/"' in html
 
 
