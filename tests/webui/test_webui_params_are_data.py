@@ -185,3 +185,19 @@ def test_the_blocklist_still_refuses_obvious_template_markers_with_a_clear_400(c
         assert r.status_code == 400 and "template markers" in r.get_json()["error"], r.get_data(as_text=True)
     with h.store.session() as s:
         assert s.scalars(select(Job)).first() is None
+
+
+def test_editing_schedules_in_the_web_ui_keeps_a_run_schedule_s_params(app, client, tmp_path: Path) -> None:
+    h = app.extensions["homelab"]
+    h.schedules.path.write_text("---\n" + yaml.safe_dump({"schedules": [
+        {"id": "reveal-nightly", "playbook": "reveal", "cron": "0 3 * * *", "limit": "alpha", "action": "run",
+         "params": {"reveal_dir": str(tmp_path), "v01": "kept"}}]}))
+    page = client.get("/login").get_data(as_text=True)
+    client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
+    page = client.get("/drift/schedules").get_data(as_text=True)
+    r = client.post("/drift/schedules", data={
+        "rows": "1", "id-0": "reveal-nightly", "playbook-0": "reveal", "kind-0": "cron", "when-0": "30 3 * * *",
+        "limit-0": "alpha", "enabled-0": "on", "action-0": "run", "csrf_token": csrf_from(page)})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    [s] = h.schedules.load()
+    assert s.cron == "30 3 * * *" and s.params == {"reveal_dir": str(tmp_path), "v01": "kept"}

@@ -113,7 +113,10 @@ def schedules() -> Any:
         rows, error = _rows_from_form(request.form)
         if not error:
             try:
-                new = [parse_schedule(r, f"row {i + 1}") for i, r in enumerate(rows)]
+                kept = {s.id: s.params for s in current if s.params}  # params are edited in the file, not the form
+                new = [parse_schedule({**r, "params": kept.get(str(r.get("id") or "").strip()) or {}}
+                                      if str(r.get("action") or "") == "run" else r, f"row {i + 1}")
+                       for i, r in enumerate(rows)]
                 h.schedules.save(new)
             except ScheduleError as exc:
                 error = str(exc)
