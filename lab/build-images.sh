@@ -12,8 +12,8 @@
 #   homelab-lab/vnc-desktop:<hash>  roles/vnc_desktop/files/image built on the Debian base (the role's own Dockerfile)
 #   homelab-lab/platform:<hash>  the lab host with what every converged host installs anyway (images/platform)
 #   volumes homelab-lab-seed-<hash>  a lab host engine's /var/lib/docker holding the service images
-#                                (LAB_DOCKER_SEED, LAB_DOCKER_SEED_ALL); lab/lab.sh copies one into each platform host
-# Prints "NAME=REF" lines (LAB_IMAGE: the platform image, LAB_BARE_IMAGE: the bare one, LAB_DOCKER_SEED, LAB_DOCKER_SEED_ALL, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
+#                                (LAB_DOCKER_SEED); lab/lab.sh copies it into each platform host
+# Prints "NAME=REF" lines (LAB_IMAGE: the platform image, LAB_BARE_IMAGE: the bare one, LAB_DOCKER_SEED, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
 # to eval; inventory/lab and the molecule scenarios read the image names from them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -101,14 +101,13 @@ fi
 platform_ref="homelab-lab/platform:$(echo "$lab_ref" | cat - "$here"/images/platform/* | sha256sum | cut -c1-12)"
 build_dockerfile_image "$platform_ref" "$here/images/platform" "$lab_ref"
 
-# Seeds: what a lab host's engine holds after `docker load` of the service images, built once in
-# a throwaway platform host (systemd and dockerd as on every lab host) with the engine stopped
-# cleanly; lab/lab.sh copies one to a new host's /var/lib/docker (cp -a: ~4x faster than docker
-# save|load, and done once per host instead of once per image).
-#   LAB_DOCKER_SEED      the images nearly every service scenario loads: caddy, postgres, the stand-in, Debian
-#   LAB_DOCKER_SEED_ALL  those and the big ones only some scenarios use (node, vnc-desktop, the
-#                        dashboard, which changes with every web UI edit): site, bots, vnc_desktop, dashboard
-# lab/prepare.yml still loads whatever image a scenario asks for and its host lacks.
+# The seed: what a lab host's engine holds after `docker load` of the images nearly every service
+# scenario loads (caddy, postgres, the stand-in, Debian), built once in a throwaway platform host
+# (systemd and dockerd as on every lab host) with the engine stopped cleanly; lab/lab.sh copies it
+# to a new host's /var/lib/docker (cp -a: ~4x faster than docker save|load). The big images only
+# some scenarios use (node, vnc-desktop, the dashboard, which changes with every web UI edit) stay
+# out: copying 3 GB into every host costs more disk bandwidth than loading them where needed, and
+# lab/prepare.yml loads whatever image a scenario asks for and its host lacks.
 seed_hash() { { echo "$platform_ref"; for i in "$@"; do docker image inspect -f '{{.Id}}' "$i"; done; } | sha256sum | cut -c1-12; }
 fill_seed() { # VOLUME FROM-VOLUME|"" IMAGE...: a throwaway platform host whose /var/lib/docker is VOLUME loads the images
   local vol=$1 from=$2 seeder="homelab-lab-seeding-$$" i; shift 2
@@ -142,18 +141,14 @@ build_seed() { # VOLUME FROM-VOLUME|"" IMAGE...
   fi
 }
 common_images=("$caddy_ref" "$pg_ref" "$standin_ref" "$deb_ref")
-all_images=("${common_images[@]}" "$node_ref" "$vnc_ref" "$dashboard_ref")
 seed="homelab-lab-seed-$(seed_hash "${common_images[@]}")"
-seed_all="homelab-lab-seed-$(seed_hash "${all_images[@]}")"
 # Seeds of older recipes go (a seed is only ever copied from, so none is in use).
-docker volume ls -q --filter label=homelab-lab.seed=1 | grep -vxF -e "$seed" -e "$seed_all" | xargs -r docker volume rm >/dev/null 2>&1 || true
+docker volume ls -q --filter label=homelab-lab.seed=1 | grep -vxF -e "$seed" | xargs -r docker volume rm >/dev/null 2>&1 || true
 build_seed "$seed" "" "${common_images[@]}"
-build_seed "$seed_all" "$seed" "${all_images[@]}"
 
 echo "LAB_IMAGE=$platform_ref"
 echo "LAB_BARE_IMAGE=$lab_ref"
 echo "LAB_DOCKER_SEED=$seed"
-echo "LAB_DOCKER_SEED_ALL=$seed_all"
 echo "LAB_DEBIAN_IMAGE=$deb_ref"
 echo "LAB_CADDY_IMAGE=$caddy_ref"
 echo "LAB_POSTGRES_IMAGE=$pg_ref"

@@ -41,7 +41,8 @@ docker_volume() { # NAME IMAGE: print the volume for NAME's /var/lib/docker (see
   # cp -a keeps the inner overlay2 layers as they are: whiteouts (device files), and the
   # trusted.overlay.* attributes of opaque directories, which only CAP_SYS_ADMIN may read and write.
   # A seed without its completion mark (its build was stopped) is not used: the host gets an empty one.
-  docker run --rm --cap-add=SYS_ADMIN --network=none -v "$LAB_DOCKER_SEED:/from:ro" -v "$vol:/to" "$image" \
+  docker run --rm --name "$name-seed-copy" --label homelab-lab=1 --cap-add=SYS_ADMIN --network=none \
+    -v "$LAB_DOCKER_SEED:/from:ro" -v "$vol:/to" "$image" \
     sh -c 'test ! -f /from/.homelab-seed-complete || cp -a /from/. /to/' >&2 \
     || { docker volume rm -f "$vol" >/dev/null 2>&1; return 1; }
   echo "$vol"
@@ -80,7 +81,8 @@ case "${1:-status}" in
     ;;
   run) start_host "${2:?usage: $0 run NAME}" ;;
   rm)
-    docker rm -f -v "${2:?usage: $0 rm NAME}" >/dev/null 2>&1 || true
+    # The copy into its /var/lib/docker volume too, if the host is removed while it is being created.
+    docker rm -f -v "${2:?usage: $0 rm NAME}" "$2-seed-copy" >/dev/null 2>&1 || true
     docker volume rm -f "$2-docker" >/dev/null 2>&1 || true
     ;;
   down)
