@@ -284,8 +284,9 @@ class Registry:
     def union(self) -> dict[str, Service]:
         """Every host's services, by name (the first host's entry wins; enabled if enabled anywhere)."""
         out: dict[str, Service] = {}
-        for host in sorted(self.by_host()):
-            for name, s in self.by_host()[host].items():
+        hosts = self.by_host()  # once: each call stats the inventory and every role's defaults
+        for host in sorted(hosts):
+            for name, s in hosts[host].items():
                 if name not in out or (s.enabled and not out[name].enabled):
                     out[name] = s
         return out
