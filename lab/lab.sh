@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start, stop and list the lab hosts: Debian 13 containers with systemd as PID 1 and room for a
-# Docker engine of their own, the targets of inventory/lab. Flags per shared/notes/lab-hosts.md.
+# Docker engine of their own, the targets of inventory/lab. Flags and why: lab/README.md.
 #   lab/lab.sh up [N]     start N lab hosts (default 1): homelab-lab-1 .. homelab-lab-N
 #   lab/lab.sh down       remove them (their /var/lib/docker volumes too)
 #   lab/lab.sh run NAME   start one lab host called NAME (molecule's create step uses this)
