@@ -167,8 +167,10 @@ class JobSpec:
     secret_names: tuple[str, ...] = field(default=())  # the parameters the catalog declares `secret: true`
 
     def masked_params(self) -> dict[str, Any]:
-        """The parameters as they may be stored or shown: secret ones (by the schema) masked."""
-        return masked_params(self.entry, self.extravars, cut=None)
+        """The parameters as they may be stored or shown: the ones the schema declares secret masked,
+        whatever their value looks like (a refused request's raw parameters: homelab.refused)."""
+        from homelab.masking import MASK
+        return {k: MASK if k in self.secret_names else v for k, v in self.extravars.items()}
 
 
 class ServiceSource(Protocol):
@@ -345,29 +347,6 @@ class Catalog:
             check=bool(check) or entry.forced_check, diff=bool(diff) or entry.forced_check, secrets=tuple(secrets),
             tags=tags, secret_names=tuple(secret_names),
         )
-
-
-def masked_params(entry: Entry, params: Any, cut: int | None = 200) -> dict[str, Any]:
-    """Parameters as they may be stored or shown (audit, job rows, pages): every parameter the
-    catalog declares secret is masked by its name in the schema, whatever its value looks like.
-    Also for a refused request's raw parameters: a value under an unknown name is kept (it was
-    refused, it is not a secret of the catalog), but only as text cut short (`cut`) and encodable."""
-    from homelab.masking import MASK
-
-    if not isinstance(params, dict):
-        return {}
-    secret = {p.name for p in entry.parameters if p.secret}
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        key = str(k)[:64]
-        if key in secret:
-            out[key] = MASK
-        elif isinstance(v, (bool, int, float)) or v is None:
-            out[key] = v
-        else:
-            text = v if isinstance(v, str) and cut is None else str(v)[:cut]
-            out[key] = text.encode("utf-8", "replace").decode("utf-8") if cut is not None else text
-    return out
 
 
 def parse_limit(limit: str) -> list[str]:

@@ -269,18 +269,6 @@ class Registry:
                 self._cache = (stamp, _resolve(self.inventory, self.group))
             return self._cache[1]
 
-    def services(self, host: str | None = None) -> dict[str, Service]:
-        """One host's registry (the first host's when none is named: a homelab is one server)."""
-        hosts = self.by_host()
-        if not hosts:
-            return {}
-        if host is None:
-            host = sorted(hosts)[0]
-        return hosts.get(host, {})
-
-    def enabled(self, host: str | None = None) -> dict[str, Service]:
-        return {n: s for n, s in self.services(host).items() if s.enabled}
-
     def union(self) -> dict[str, Service]:
         """Every host's services, by name (the first host's entry wins; enabled if enabled anywhere)."""
         out: dict[str, Service] = {}
