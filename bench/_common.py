@@ -15,10 +15,9 @@ from typing import Any, Iterator
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "webui"))
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
-from homelab.settings import Settings  # noqa: E402
+from homelab.settings import Settings
 
 PASSWORD = "bench-password-123"
 

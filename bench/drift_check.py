@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, machine
+from _common import machine
 
 from homelab.catalog import Catalog
 from homelab.drift import DriftService
@@ -27,29 +26,9 @@ from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.settings import Settings
 from homelab.store import DriftRun, Store
+from homelab.testing.lab import ansible, lab, lab_inventory
 
 PREFIX = "homelab-drift-bench"
-
-
-def lab_inventory(directory: Path, hosts: list[str]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "group_vars").symlink_to(ROOT / "inventory" / "lab" / "group_vars")
-    lines = ["all:", "  children:", "    homelab:", "      hosts:"]
-    for h in hosts:
-        lines += [f"        {h}:", f"          lab_secrets_dir: {ROOT / 'var' / 'lab-secrets'}"]
-    lines += ["      vars:", "        ansible_connection: community.docker.docker", "        ansible_user: root"]
-    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    return directory
-
-
-def ansible(inventory: Path, playbook: str) -> float:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / playbook)], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{playbook} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-    return time.perf_counter() - t0
 
 
 def timed_check(drift: DriftService, limit: str) -> float:
@@ -81,7 +60,7 @@ def main() -> int:
     inventory = lab_inventory(tmp / "inventory", hosts)
     try:
         for h in hosts:
-            subprocess.run([str(ROOT / "lab" / "lab.sh"), "run", h], check=True, stdout=subprocess.DEVNULL)
+            lab("run", h)
         t_prep = ansible(inventory, "lab/prepare.yml")
         t_conv = ansible(inventory, "playbooks/site.yml")
         print(f"converged {len(hosts)} lab hosts: prepare {t_prep:.0f} s, site.yml {t_conv:.0f} s", flush=True)
@@ -108,7 +87,7 @@ def main() -> int:
     finally:
         if not args.keep:
             for h in hosts:
-                subprocess.run([str(ROOT / "lab" / "lab.sh"), "rm", h], check=False)
+                lab("rm", h)
 
 
 if __name__ == "__main__":

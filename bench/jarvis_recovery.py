@@ -26,12 +26,8 @@ from pathlib import Path
 
 from _common import ROOT, machine
 
-sys.path.insert(0, str(ROOT / "tests" / "jarvis"))
-sys.path.insert(0, str(ROOT))
-
-from jarvis_lab import host_ip, in_host, lab, start_lab_with_caddy  # noqa: E402
-
-from homelab.settings import Settings  # noqa: E402
+from homelab.settings import Settings
+from homelab.testing.lab import host_ip, in_host, lab, start_lab_with_caddy
 
 HOST = "homelab-jarvis-bench"
 

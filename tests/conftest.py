@@ -1,20 +1,17 @@
-"""Session-wide pytest set-up: the marks, tests/ on sys.path so any test module can import
-labenv (ROOT, ansible_env) whichever directory it lives in, the xdist scheduler that starts the
+"""Session-wide pytest set-up: the marks (tests/ is on pytest's pythonpath, pyproject.toml,
+so any test module can import labenv: ROOT, ansible_env), the xdist scheduler that starts the
 longest work first, and the duration report (`--durations-report var/reports/durations`)."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from labenv import ROOT  # noqa: E402
+from labenv import ROOT
 
 # Seconds a test (or an xdist group) took, for a machine with no duration report yet (a fresh
 # clone): measured on 2 cores with 3 workers. A previous report's figures take precedence.

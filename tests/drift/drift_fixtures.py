@@ -5,20 +5,17 @@ for Discord, ntfy and a webhook, the web app with the drift service, and server 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from drift_helpers import (ADMIN_PASSWORD, HERE, Receiver, ServerProcess, csrf_from, write_files_inventory,  # noqa: E402
-                           write_schedules)
+from drift_helpers import ADMIN_PASSWORD, HERE, Receiver, csrf_from, write_files_inventory, write_schedules
 
 __all__ = ["files_dir", "drift_settings", "receiver", "drift_app", "web", "server_factory"]
 
-from homelab.settings import Settings  # noqa: E402
+from homelab.settings import Settings
+from homelab.testing.server import server_factory  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -71,17 +68,3 @@ def web(drift_app: Any) -> Any:
     r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
     assert r.status_code == 302, r.get_data(as_text=True)
     return client
-
-
-@pytest.fixture
-def server_factory() -> Iterator[Any]:
-    servers: list[ServerProcess] = []
-
-    def make(settings: Settings, **kw: Any) -> ServerProcess:
-        s = ServerProcess(settings, **kw)
-        servers.append(s)
-        return s
-
-    yield make
-    for s in servers:
-        s.stop()

@@ -4,16 +4,14 @@ by name, several conftest.py files share that name)."""
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "webui"))
-
-from webui_helpers import ADMIN_PASSWORD, PY, ROOT, ServerProcess, csrf_from, wait_until  # noqa: E402,F401
+from homelab.testing import ROOT  # noqa: F401
+from homelab.testing.server import ADMIN_PASSWORD, PY, ServerProcess, csrf_from, wait_until  # noqa: F401
 
 SECRET_TOKEN = "s3cr3t-drift-token-value"
 

@@ -6,14 +6,13 @@ the automatic re-check is clean again."""
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
-from drift_helpers import ROOT, wait_until
+from drift_helpers import wait_until
 from sqlalchemy import select
 
 from homelab.catalog import Catalog
@@ -22,37 +21,10 @@ from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.settings import Settings
 from homelab.store import DriftRun, Job, Store
+from homelab.testing.lab import ansible, in_host, lab, lab_inventory
 
 HOST = "homelab-drift-test"
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("drift-lab")]
-
-
-def lab_inventory(directory: Path, hosts: list[str]) -> Path:
-    """An inventory of lab hosts using inventory/lab's group_vars, with the repository's lab secrets."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "group_vars").symlink_to(ROOT / "inventory" / "lab" / "group_vars")
-    lines = ["all:", "  children:", "    homelab:", "      hosts:"]
-    for h in hosts:  # a host var: beats group_vars/all/secrets.yml, which derives the path from the inventory's place
-        lines += [f"        {h}:", f"          lab_secrets_dir: {ROOT / 'var' / 'lab-secrets'}"]
-    lines += ["      vars:", "        ansible_connection: community.docker.docker", "        ansible_user: root"]
-    (directory / "hosts.yml").write_text("\n".join(lines) + "\n")
-    return directory
-
-
-def ansible(inventory: Path, playbook: str, *extra: str, timeout: float = 900) -> None:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{playbook} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-2000:]}"
-
-
-def lab(*args: str) -> None:
-    subprocess.run([str(ROOT / "lab" / "lab.sh"), *args], check=args[0] != "rm", timeout=300)
-
-
-def in_host(host: str, script: str) -> str:
-    return subprocess.run(["docker", "exec", host, "sh", "-ec", script], check=True, capture_output=True, text=True, timeout=120).stdout
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,19 @@ notifications, and Jarvis over a real job engine (actions run inline unless the 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, Receiver, csrf_from, write_rules
 
-from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, Receiver, csrf_from, write_rules  # noqa: E402
-
-from homelab.catalog import Catalog  # noqa: E402
-from homelab.inventory import Inventory  # noqa: E402
-from homelab.jobs import JobEngine  # noqa: E402
-from homelab.notify import Notifier  # noqa: E402
-from homelab.settings import Settings  # noqa: E402
-from homelab.store import Store  # noqa: E402
+from homelab.catalog import Catalog
+from homelab.inventory import Inventory
+from homelab.jobs import JobEngine
+from homelab.notify import Notifier
+from homelab.settings import Settings
+from homelab.store import Store
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,9 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT / "webui"))
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE.parent / "webui"))
-sys.path.insert(0, str(HERE.parent / "drift"))
+from drift_helpers import Receiver  # noqa: F401
 
-from drift_helpers import Receiver  # noqa: E402,F401
-from webui_helpers import ADMIN_PASSWORD, PY, ServerProcess, csrf_from, free_port, wait_until  # noqa: E402,F401
+from homelab.testing.server import ADMIN_PASSWORD, PY, ServerProcess, csrf_from, free_port, wait_until  # noqa: F401
 
 CATALOG = HERE / "catalog.yml"
 

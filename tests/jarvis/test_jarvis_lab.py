@@ -14,7 +14,6 @@ from typing import Any, Iterator
 
 import pytest
 from jarvis_helpers import Receiver, write_rules
-from jarvis_lab import container_state, host_ip, in_host, lab, start_lab_with_caddy
 
 from homelab.catalog import Catalog
 from homelab.inventory import Inventory
@@ -22,6 +21,7 @@ from homelab.jobs import JobEngine
 from homelab.notify import Notifier
 from homelab.settings import Settings
 from homelab.store import Store
+from homelab.testing.lab import container_state, host_ip, in_host, lab, start_lab_with_caddy
 
 # One lab host per xdist worker: the xdist_group below should keep this module on one worker, but
 # pytest-xdist 3.8 cannot regroup items under pytest 9 (it sets item._nodeid, pytest 9 reads item._id),

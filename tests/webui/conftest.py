@@ -3,21 +3,19 @@ engine, the Flask app, and real server processes."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from webui_helpers import ADMIN_PASSWORD, HERE, csrf_from, write_inventory
 
-from webui_helpers import ADMIN_PASSWORD, HERE, ServerProcess, csrf_from, write_inventory  # noqa: E402
-
-from homelab.catalog import Catalog  # noqa: E402
-from homelab.inventory import Inventory  # noqa: E402
-from homelab.jobs import JobEngine  # noqa: E402
-from homelab.settings import Settings  # noqa: E402
-from homelab.store import Store  # noqa: E402
+from homelab.catalog import Catalog
+from homelab.inventory import Inventory
+from homelab.jobs import JobEngine
+from homelab.settings import Settings
+from homelab.store import Store
+from homelab.testing.server import server_factory  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -78,19 +76,3 @@ def logged_in(client: Any) -> Any:
     r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
     assert r.status_code == 302, r.get_data(as_text=True)
     return client
-
-
-@pytest.fixture
-def server_factory() -> Iterator[Any]:
-    servers: list[ServerProcess] = []
-
-    def make(settings: Settings, **kw: Any) -> ServerProcess:
-        s = ServerProcess(settings, **kw)
-        servers.append(s)
-        return s
-
-    yield make
-    for s in servers:
-        s.stop()
-
-
