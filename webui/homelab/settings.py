@@ -43,6 +43,7 @@ class Settings:
         "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR",
         "SSH_AUTH_SOCK", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "LAB_*",
         "ANSIBLE_VAULT_PASSWORD_FILE", "VIRTUAL_ENV",
+        "ANSIBLE_STRATEGY",  # the opt-in Mitogen strategy (ANSIBLE_STRATEGY=mitogen_linear) reaches the jobs
         "HOMELAB_VAR_DIR",  # inventory/lab reads it (lab secrets dir); a path, not a secret
     ))
 
