@@ -1,5 +1,9 @@
 """Every molecule scenario (create, converge, idempotence, verify, side effect, destroy) as a test.
 
+Each step is its own `molecule <step>` command, so each can run under its own execution strategy:
+the first converge under ansible's default one, the later steps under the opt-in Mitogen one
+(MITOGEN_STEPS below; lab/README.md says why and what it saves).
+
 pytest-xdist runs them in parallel, each on its own lab host; the full molecule log of each goes
 to var/log/molecule-<scenario>.log (written as it runs) and its tail into the failure message.
 Each molecule step is timed as its output streams by; var/reports/molecule-<scenario>.json holds
@@ -21,17 +25,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labenv import ROOT, ansible_env
 
 # Longest first (tests/conftest.py's scheduler orders by measured time; this is the fallback order).
-SCENARIOS = ["site", "bots", "backup", "n8n", "media", "static_site", "dashboard", "vnc_desktop", "git_sync",
-             "ddclient", "caddy", "postgres", "base", "docker"]
+SCENARIOS = [
+    "site",
+    "bots",
+    "backup",
+    "n8n",
+    "media",
+    "static_site",
+    "dashboard",
+    "vnc_desktop",
+    "git_sync",
+    "ddclient",
+    "caddy",
+    "postgres",
+    "base",
+    "docker",
+]
+# Steps that run under the opt-in Mitogen strategy (plugins/strategy): everything after the first
+# converge, which runs under ansible's default linear strategy as a user's first run does. The
+# idempotence run, the check-mode run and the verify steps' converges then prove both engines agree
+# on a converged host. MOLECULE_MITOGEN_STEPS=all (or =none, or a comma list) overrides it.
+MITOGEN_STEPS = {"idempotence", "verify", "side_effect"}
 # Seconds one scenario may take before it is killed (and its lab host destroyed).
 TIMEOUT = float(os.environ.get("MOLECULE_TIMEOUT", "1800"))
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# molecule's tty ("➜ converge: Executing") and non-tty ("[n8n > converge] Executing") log formats
-STEP_LINE = re.compile(r"(?:➜ |> )(?P<step>[a-z_]+)(?::|\]) (?P<what>Executing(?=\s*$)|Executed(?=:))")
 # profile_tasks prints, at the top of each run's TASKS RECAP: "<date> (<last task>)   H:MM:SS.fff"
 RUN_TOTAL = re.compile(r"TASKS RECAP.*?\(\d+:\d\d:\d\d\.\d+\)\s+(\d+):(\d\d):(\d\d\.\d+)", re.S)
 RECAP_LINE = re.compile(r"([\w.-]+)[ \t]+: (ok=\d+)[ \t]+(changed=\d+)[ \t]+(unreachable=\d+)[ \t]+(failed=\d+)")
@@ -46,9 +68,13 @@ class MoleculeRun:
     timed_out: bool = False
     steps: list[dict] = field(default_factory=list)  # [{"step", "seconds", "done"}] in the order they ran
 
+    failed_step: str | None = None
+
     @property
     def current_step(self) -> str:
-        """The last step molecule started (the one a timeout interrupted)."""
+        """The step that failed, or the last one started (the one a timeout interrupted)."""
+        if self.failed_step:
+            return self.failed_step
         return self.steps[-1]["step"] if self.steps else "before the first step"
 
 
@@ -75,62 +101,108 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _destroy(scenario: str, env: dict[str, str]) -> None:
     """Remove the scenario's lab host after molecule was killed: molecule's own destroy, then lab.sh as backstop."""
-    subprocess.run(["molecule", "destroy", "-s", scenario], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=300, check=False)
+    subprocess.run(
+        ["molecule", "destroy", "-s", scenario],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
     subprocess.run([str(ROOT / "lab" / "lab.sh"), "rm", f"molecule-{scenario}"], timeout=120, check=False)
 
 
+def test_sequence(scenario: str) -> list[str]:
+    """The scenario's steps: its own scenario.test_sequence, else the shared base config's."""
+    for path in (ROOT / "molecule" / scenario / "molecule.yml", ROOT / ".config" / "molecule" / "config.yml"):
+        sequence = (yaml.safe_load(path.read_text()) or {}).get("scenario", {}).get("test_sequence")
+        if sequence:
+            return list(sequence)
+    raise AssertionError(f"no scenario.test_sequence for {scenario}")
+
+
+def engine_for(step: str) -> str:
+    """The execution strategy a step runs under: MITOGEN_STEPS, else the first converge under ansible's
+    own linear strategy (what a user gets by default) and every later step under the opt-in Mitogen one."""
+    chosen = os.environ.get("MOLECULE_MITOGEN_STEPS", ",".join(sorted(MITOGEN_STEPS)))
+    steps = {s.strip() for s in chosen.split(",") if s.strip()}
+    return "mitogen_linear" if "all" in steps or step in steps else "linear"
+
+
 def run_molecule(scenario: str, log: Path, timeout: float = TIMEOUT) -> MoleculeRun:
-    """`molecule test -s <scenario>`, its output streamed to log and timed per step."""
-    env = ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PY_COLORS="0", PYTHONUNBUFFERED="1")
+    """The scenario's test sequence, one `molecule <step> -s <scenario>` per step (each under the
+    strategy engine_for() names), its output streamed to log and timed per step. A failed step ends
+    the sequence, and the final destroy still runs; so does a timeout, after the process group is killed."""
+    base_env = ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PY_COLORS="0", PYTHONUNBUFFERED="1")
     run = MoleculeRun()
     lines: list[str] = []
-    proc = subprocess.Popen(["molecule", "test", "-s", scenario], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    deadline = time.monotonic() + timeout
+    sequence = test_sequence(scenario)
+    with log.open("w") as out:
+        for i, step in enumerate(sequence):
+            is_last_destroy = step == "destroy" and i == len(sequence) - 1
+            if run.returncode not in (None, 0) and not is_last_destroy:
+                continue  # a step failed: only the final destroy still runs
+            env = dict(base_env, ANSIBLE_STRATEGY=engine_for(step))
+            header = f"### molecule {step} -s {scenario} (strategy {env['ANSIBLE_STRATEGY']})\n"
+            out.write(header)
+            lines.append(header)
+            started = time.monotonic()
+            entry = {"step": step, "seconds": 0.0, "done": False, "strategy": env["ANSIBLE_STRATEGY"]}
+            run.steps.append(entry)
+            proc = subprocess.Popen(
+                ["molecule", step.replace("_", "-"), "-s", scenario],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
 
-    def read() -> None:
-        started: float | None = None
-        assert proc.stdout is not None
-        with log.open("w") as out:
-            for raw in proc.stdout:
-                line = ANSI.sub("", raw)
-                out.write(line)
-                out.flush()
-                lines.append(line)
-                m = STEP_LINE.search(line)
-                if not m:
-                    continue
-                now = time.monotonic()
-                if m["what"] == "Executing":
-                    started = now
-                    run.steps.append({"step": m["step"], "seconds": 0.0, "done": False})
-                elif run.steps and run.steps[-1]["step"] == m["step"] and started is not None:
-                    run.steps[-1].update(seconds=round(now - started, 1), done=True)
-            if run.steps and not run.steps[-1]["done"] and started is not None:
-                run.steps[-1]["seconds"] = round(time.monotonic() - started, 1)
+            def read(proc: subprocess.Popen = proc) -> None:
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = ANSI.sub("", raw)
+                    out.write(line)
+                    out.flush()
+                    lines.append(line)
 
-    reader = threading.Thread(target=read, name=f"molecule-{scenario}-log", daemon=True)
-    reader.start()
-    try:
-        run.returncode = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        run.timed_out = True
-        _kill_group(proc)
-        _destroy(scenario, env)
-    except BaseException:  # interrupted (Ctrl-C, pytest-timeout): leave nothing running
-        _kill_group(proc)
-        _destroy(scenario, env)
-        raise
-    reader.join(timeout=30)
+            reader = threading.Thread(target=read, name=f"molecule-{scenario}-{step}", daemon=True)
+            reader.start()
+            try:
+                rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                run.timed_out = True
+                _kill_group(proc)
+                entry["seconds"] = round(time.monotonic() - started, 1)
+                reader.join(timeout=30)
+                _destroy(scenario, base_env)
+                break
+            except BaseException:  # interrupted (Ctrl-C, pytest-timeout): leave nothing running
+                _kill_group(proc)
+                _destroy(scenario, base_env)
+                raise
+            reader.join(timeout=30)
+            entry.update(seconds=round(time.monotonic() - started, 1), done=True)
+            if run.returncode in (None, 0):
+                run.returncode = rc
+            if rc != 0:
+                run.failed_step = step
     run.text = "".join(lines)
     return run
 
 
 def _report(scenario: str, run: MoleculeRun, elapsed: float) -> dict:
     """Step times, wall times and recaps of converge and idempotence, kept in var/reports."""
-    report: dict = {"scenario": scenario, "molecule_test_seconds": round(elapsed, 1),
-                    "outcome": "timeout" if run.timed_out else ("passed" if run.returncode == 0 else "failed"),
-                    "steps": run.steps}
+    report: dict = {
+        "scenario": scenario,
+        "molecule_test_seconds": round(elapsed, 1),
+        "outcome": "timeout" if run.timed_out else ("passed" if run.returncode == 0 else "failed"),
+        "steps": run.steps,
+    }
     for step in ("converge", "idempotence"):
         out = _step(run.text, step)
         total = RUN_TOTAL.search(out)

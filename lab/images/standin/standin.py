@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -51,13 +53,15 @@ def database() -> str:
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         db = database()
-        body = json.dumps({
-            "service": os.environ.get("STANDIN_NAME", socket.gethostname()),
-            "path": self.path,
-            "port": self.server.server_address[1],
-            "database": db,
-            "env": sorted(k for k in os.environ if k.isupper()),  # names only, never values
-        }).encode()
+        body = json.dumps(
+            {
+                "service": os.environ.get("STANDIN_NAME", socket.gethostname()),
+                "path": self.path,
+                "port": self.server.server_address[1],
+                "database": db,
+                "env": sorted(k for k in os.environ if k.isupper()),  # names only, never values
+            }
+        ).encode()
         self.send_response(503 if db.startswith("error") else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -71,6 +75,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    # PID 1 gets no default signal actions: without this, `docker stop` (every redeploy, rollback and
+    # uninstall) waits its full 10 s grace period and then kills, where the real images stop at once.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     servers = []
     for port in PORTS:
         try:
