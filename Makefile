@@ -12,6 +12,8 @@ MOLECULE_WORKERS ?= 3
 CHECK_WORKERS ?= 2
 FAST_TESTS := -m 'not lab and not browser' --ignore=tests/test_molecule.py --ignore=tests/test_argument_specs.py \
   --ignore=tests/test_lint.py
+# The Python: ruff (pyflakes, pycodestyle, import order, bugbear; the format) and mypy, configured in pyproject.toml.
+PYTHON_LINT = ruff check . && ruff format --check . && mypy
 # The repository's YAML files, tracked or new: `yamllint .` would walk .venv's collections (minutes).
 YAML_FILES = $(shell git ls-files --cached --others --exclude-standard -- '*.yml' '*.yaml')
 
@@ -29,8 +31,9 @@ test: venv lab-images browser  ## every test: lint, argument specs, molecule sce
 	source $(LAB_ENV) && pytest -n $(MOLECULE_WORKERS) --dist loadgroup -p no:cacheprovider \
 	  --durations-report var/reports/durations tests
 
-check: venv  ## the everyday loop: yamllint and every test that needs no lab host and no browser
+check: venv  ## the everyday loop: yamllint, ruff, mypy and every test that needs no lab host and no browser
 	yamllint -s $(YAML_FILES)
+	$(PYTHON_LINT)
 	pytest -n $(CHECK_WORKERS) -p no:cacheprovider $(FAST_TESTS) tests
 
 bench: venv lab-images  ## the job engine's benchmarks (bench/), printed as ratios and rates
@@ -67,8 +70,9 @@ lab-up: lab-images  ## start the lab hosts of inventory/lab
 lab-down:
 	lab/lab.sh down
 
-lint: venv
+lint: venv  ## yamllint, ruff, mypy and ansible-lint
 	yamllint -s $(YAML_FILES)
+	$(PYTHON_LINT)
 	ansible-lint
 
 lock:  ## re-pin requirements.lock from requirements.in

@@ -13,11 +13,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+from homelab.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-
-from homelab.settings import Settings
 
 PASSWORD = "bench-password-123"
 
@@ -27,22 +27,32 @@ def bench_settings(hosts: int = 1, **overrides: Any) -> Settings:
     inv = tmp / "inventory.yml"
     lines = ["all:", "  children:", "    bench:", "      hosts:"]
     for i in range(hosts):
-        lines.append(f"        bench{i + 1}: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}")
+        lines.append(
+            f"        bench{i + 1}: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}"
+        )
     inv.write_text("\n".join(lines) + "\n")
     (tmp / "var").mkdir()
-    return Settings.from_env({"HOMELAB_VAR_DIR": str(tmp / "var"), "HOMELAB_INVENTORY": str(inv),
-                              "HOMELAB_CATALOG": str(HERE / "catalog.yml")}, **overrides)
+    return Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(tmp / "var"),
+            "HOMELAB_INVENTORY": str(inv),
+            "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
+        },
+        **overrides,
+    )
 
 
 class LiveServer:
     """The real app (create_app) behind werkzeug's threaded server, in this process."""
 
     def __init__(self, settings: Settings) -> None:
+        import logging
+
         from werkzeug.serving import make_server
 
         from homelab.web import create_app
         from homelab.web.auth import create_token
-        import logging
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         os.environ["HOMELAB_ADMIN_PASSWORD"] = PASSWORD
         self.app = create_app(settings)
@@ -54,16 +64,20 @@ class LiveServer:
         self.thread.start()
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
-        req = urllib.request.Request(self.url + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=60) as r:
             return json.loads(r.read())
 
     def sse(self, job_id: int) -> Iterator[tuple[float, str, dict[str, Any]]]:
         """(arrival time, event, data) for each SSE message of a job, until `end`."""
-        req = urllib.request.Request(f"{self.url}/api/v1/jobs/{job_id}/stream",
-                                     headers={"Authorization": f"Bearer {self.token}"})
+        req = urllib.request.Request(
+            f"{self.url}/api/v1/jobs/{job_id}/stream", headers={"Authorization": f"Bearer {self.token}"}
+        )
         with urllib.request.urlopen(req, timeout=600) as r:
             event, data = None, []
             for raw in r:

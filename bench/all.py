@@ -14,7 +14,9 @@ def main() -> int:
     for script in ("engine_overhead.py", "event_throughput.py", "first_event_latency.py"):
         proc = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("(")]
-        print("\n".join(lines) if lines else f"{script} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}", flush=True)
+        print(
+            "\n".join(lines) if lines else f"{script} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}", flush=True
+        )
         rc |= proc.returncode
     return rc
 

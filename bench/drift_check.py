@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine
-
 from homelab.catalog import Catalog
 from homelab.drift import DriftService
 from homelab.inventory import Inventory
@@ -27,6 +25,8 @@ from homelab.jobs import JobEngine
 from homelab.settings import Settings
 from homelab.store import DriftRun, Store
 from homelab.testing.lab import ansible, lab, lab_inventory
+
+from _common import machine
 
 PREFIX = "homelab-drift-bench"
 
@@ -65,8 +65,14 @@ def main() -> int:
         t_conv = ansible(inventory, "playbooks/site.yml")
         print(f"converged {len(hosts)} lab hosts: prepare {t_prep:.0f} s, site.yml {t_conv:.0f} s", flush=True)
         (tmp / "var").mkdir()
-        settings = Settings.from_env({"HOMELAB_VAR_DIR": str(tmp / "var"), "HOMELAB_INVENTORY": str(inventory),
-                                      "HOMELAB_MAX_PARALLEL_JOBS": "1"}, scheduler=False)
+        settings = Settings.from_env(
+            {
+                "HOMELAB_VAR_DIR": str(tmp / "var"),
+                "HOMELAB_INVENTORY": str(inventory),
+                "HOMELAB_MAX_PARALLEL_JOBS": "1",
+            },
+            scheduler=False,
+        )
         store = Store(settings.db_url)
         inv = Inventory(settings.inventory)
         catalog = Catalog(settings.catalog, registry=inv.registry)

@@ -19,12 +19,12 @@ import time
 
 import ansible_runner
 
-from _common import HERE, bench_settings, machine
-
 from homelab.catalog import Catalog
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.store import Store
+
+from _common import HERE, bench_settings, machine
 
 
 def main() -> int:
@@ -34,7 +34,9 @@ def main() -> int:
     args = ap.parse_args()
     settings = bench_settings()
     inventory = Inventory(settings.inventory)
-    engine = JobEngine(settings, Store(settings.db_url), Catalog(settings.catalog, registry=inventory.registry), inventory)
+    engine = JobEngine(
+        settings, Store(settings.db_url), Catalog(settings.catalog, registry=inventory.registry), inventory
+    )
     engine.start()
     work = tempfile.mkdtemp(prefix="homelab-bench-files-")
     params = {"bench_dir": work} if args.playbook == "typical" else {"event_items": 200}
@@ -45,18 +47,29 @@ def main() -> int:
     try:
         for i in range(args.n + 1):  # the first pair warms caches and is not counted
             t0 = time.perf_counter()
-            proc = subprocess.run(["ansible-playbook", "-i", str(settings.inventory), "-e", extra, str(playbook)],
-                                  env=env, cwd=str(settings.root), capture_output=True, text=True)
+            proc = subprocess.run(
+                ["ansible-playbook", "-i", str(settings.inventory), "-e", extra, str(playbook)],
+                env=env,
+                cwd=str(settings.root),
+                capture_output=True,
+                text=True,
+            )
             cli = time.perf_counter() - t0
             if proc.returncode != 0:
                 print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
                 return 1
             t0 = time.perf_counter()
             pdd = tempfile.mkdtemp(prefix="homelab-bench-runner-")
-            r = ansible_runner.run(private_data_dir=pdd, project_dir=str(settings.root), playbook=str(playbook),
-                                   inventory=str(settings.inventory), extravars=params, quiet=True,
-                                   envvars={"ANSIBLE_CONFIG": str(settings.ansible_cfg), "ANSIBLE_FORCE_COLOR": "1"},
-                                   fact_cache_type="ansible.cfg")
+            r = ansible_runner.run(
+                private_data_dir=pdd,
+                project_dir=str(settings.root),
+                playbook=str(playbook),
+                inventory=str(settings.inventory),
+                extravars=params,
+                quiet=True,
+                envvars={"ANSIBLE_CONFIG": str(settings.ansible_cfg), "ANSIBLE_FORCE_COLOR": "1"},
+                fact_cache_type="ansible.cfg",
+            )
             bare = time.perf_counter() - t0
             if r.status != "successful":
                 print(f"ansible_runner.run failed: {r.status}", file=sys.stderr)
@@ -72,14 +85,20 @@ def main() -> int:
                 cli_times.append(cli)
                 engine_times.append(eng)
                 runner_times.append(bare)
-            print(f"  run {i}{' (warm-up)' if not i else ''}: cli {cli:.2f}s  ansible_runner.run {bare:.2f}s  engine {eng:.2f}s",
-                  file=sys.stderr)
+            print(
+                f"  run {i}{' (warm-up)' if not i else ''}: cli {cli:.2f}s  "
+                f"ansible_runner.run {bare:.2f}s  engine {eng:.2f}s",
+                file=sys.stderr,
+            )
     finally:
         engine.stop()
     c, e, b = statistics.median(cli_times), statistics.median(engine_times), statistics.median(runner_times)
-    print(f"(a) engine/CLI wall time, playbook '{args.playbook}', median of {args.n}: engine {e:.2f}s / "
-          f"ansible-playbook {c:.2f}s = {e / c:.3f} (target <= 1.10); bare ansible_runner.run {b:.2f}s = {b / c:.3f} of the CLI, "
-          f"engine/bare runner = {e / b:.3f} [{machine()}]")
+    print(
+        f"(a) engine/CLI wall time, playbook '{args.playbook}', median of {args.n}: engine {e:.2f}s / "
+        f"ansible-playbook {c:.2f}s = {e / c:.3f} (target <= 1.10); "
+        f"bare ansible_runner.run {b:.2f}s = {b / c:.3f} of the CLI, "
+        f"engine/bare runner = {e / b:.3f} [{machine()}]"
+    )
     return 0
 
 

@@ -18,9 +18,9 @@ import threading
 import time
 import uuid
 
-from _common import LiveServer, bench_settings, machine
-
 from homelab.store import Job
+
+from _common import LiveServer, bench_settings, machine
 
 
 def follow(server: LiveServer, job_id: int, out: dict) -> None:
@@ -60,8 +60,10 @@ def main() -> int:
         lost = produced - len(set(seqs))
         ordered = seqs == list(range(1, produced + 1))
         live_rate = len(seqs) / (live["last"] - live["first"])
-        print(f"    live run: {len(seqs)} events streamed of {produced} produced, stored {detail['event_count']}, "
-              f"lost {lost}, in order: {ordered}")
+        print(
+            f"    live run: {len(seqs)} events streamed of {produced} produced, stored {detail['event_count']}, "
+            f"lost {lost}, in order: {ordered}"
+        )
 
         # 2. replay into the engine's handler for a new job
         engine._on_event = original  # type: ignore[method-assign]
@@ -88,11 +90,15 @@ def main() -> int:
         rlost = len(recorded) - len(set(rseqs))
         rate = len(rseqs) / (out["last"] - t0)
         persist_rate = len(recorded) / (t_persisted - t0)
-        print(f"    replay: {len(rseqs)} events streamed of {len(recorded)}, stored {stored}, lost {rlost}, "
-              f"in order: {rseqs == list(range(1, len(recorded) + 1))}")
-        print(f"(b) live: {live_rate:,.0f} events/s persisted and streamed (bounded by ansible's own rate); "
-              f"pipeline capacity: {persist_rate:,.0f} events/s persisted, {rate:,.0f} events/s persisted and streamed "
-              f"(target >= 2,000/s; AWX 1,100/s on 4 CPUs); lost: {lost} live, {rlost} replay [{machine()}]")
+        print(
+            f"    replay: {len(rseqs)} events streamed of {len(recorded)}, stored {stored}, lost {rlost}, "
+            f"in order: {rseqs == list(range(1, len(recorded) + 1))}"
+        )
+        print(
+            f"(b) live: {live_rate:,.0f} events/s persisted and streamed (bounded by ansible's own rate); "
+            f"pipeline capacity: {persist_rate:,.0f} events/s persisted, {rate:,.0f} events/s persisted and streamed "
+            f"(target >= 2,000/s; AWX 1,100/s on 4 CPUs); lost: {lost} live, {rlost} replay [{machine()}]"
+        )
         return 0 if lost == 0 and rlost == 0 else 1
     finally:
         server.close()

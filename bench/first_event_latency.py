@@ -37,8 +37,10 @@ def main() -> int:
         server.close()
     f = lambda xs: f"p50 {pct(xs, 50) * 1000:.0f} ms, p95 {pct(xs, 95) * 1000:.0f} ms, max {max(xs) * 1000:.0f} ms"  # noqa: E731
     print(f"(c) API call -> first streamed message (job status), n={args.n}: {f(first_msg)}")
-    print(f"(c) API call -> first ansible output event (playbook_on_start), n={args.n}: {f(first_output)} "
-          f"(target p95 < 1 s) [{machine()}]")
+    print(
+        f"(c) API call -> first ansible output event (playbook_on_start), n={args.n}: {f(first_output)} "
+        f"(target p95 < 1 s) [{machine()}]"
+    )
     return 0
 
 

@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, machine
-
 from homelab.settings import Settings
 from homelab.testing.lab import host_ip, in_host, lab, start_lab_with_caddy
+
+from _common import ROOT, machine
 
 HOST = "homelab-jarvis-bench"
 
@@ -36,7 +36,10 @@ def answers(ip: str, ca: Path) -> bool:
     """Caddy serves status.lab.test over verified TLS."""
     ctx = ssl.create_default_context(cafile=str(ca))
     try:
-        with socket.create_connection((ip, 443), timeout=2) as s, ctx.wrap_socket(s, server_hostname="status.lab.test") as t:
+        with (
+            socket.create_connection((ip, 443), timeout=2) as s,
+            ctx.wrap_socket(s, server_hostname="status.lab.test") as t,
+        ):
             t.sendall(b"GET / HTTP/1.1\r\nHost: status.lab.test\r\nConnection: close\r\n\r\n")
             return t.recv(64).startswith(b"HTTP/1.1 200")
     except (OSError, ssl.SSLError):
@@ -57,24 +60,37 @@ def main() -> int:
     app = None
     try:
         schedules = tmp / "schedules.yml"
-        schedules.write_text("---\nschedules:\n  - {id: jarvis, playbook: diagnose, interval: %ds, limit: '', enabled: true, action: jarvis}\n"
-                             % args.interval)
+        schedules.write_text(
+            "---\nschedules:\n"
+            "  - {id: jarvis, playbook: diagnose, interval: %ds, limit: '', enabled: true, action: jarvis}\n"
+            % args.interval
+        )
         (tmp / "var").mkdir()
         # The shipped rules, with restart-container's 15-minute throttle lifted: every round stops the
         # same container within minutes, and the throttle would (rightly) hold the second fix back.
         import yaml
+
         rules = yaml.safe_load((ROOT / "jarvis" / "rules.yml").read_text())
         for rule in rules["rules"]:
             if rule["id"] == "restart-container":
                 rule["throttle"] = "0s"
-        rules["checks"]["from_inventory"] = False  # no DNS/TLS/HTTP checks of service domains: only the lab host is touched
+        rules["checks"]["from_inventory"] = (
+            False  # no DNS/TLS/HTTP checks of service domains: only the lab host is touched
+        )
         (tmp / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
         os.environ["HOMELAB_JARVIS_RULES"] = str(tmp / "rules.yml")
         os.environ.setdefault("HOMELAB_ADMIN_PASSWORD", "bench-password-123")
         os.environ["HOMELAB_NOTIFY_WEBHOOK_URL"] = ""
         from homelab.web import create_app
-        settings = Settings.from_env({"HOMELAB_VAR_DIR": str(tmp / "var"), "HOMELAB_INVENTORY": str(inventory),
-                                      "HOMELAB_SCHEDULES": str(schedules), "HOMELAB_SCHEDULER_LEASE_SECONDS": "3"})
+
+        settings = Settings.from_env(
+            {
+                "HOMELAB_VAR_DIR": str(tmp / "var"),
+                "HOMELAB_INVENTORY": str(inventory),
+                "HOMELAB_SCHEDULES": str(schedules),
+                "HOMELAB_SCHEDULER_LEASE_SECONDS": "3",
+            }
+        )
         app = create_app(settings)
         jarvis = app.extensions["homelab"].jarvis
         engine = app.extensions["homelab"].engine
@@ -107,17 +123,24 @@ def main() -> int:
             playbook = (job.finished_at - job.started_at).total_seconds()
             budget = 2 * args.interval + playbook
             rows.append((recovered, playbook, budget, recovered / budget))
-            print(f"round {r + 1}: healthy again after {recovered:.1f}s; restart_service ran {playbook:.1f}s "
-                  f"(job #{job.id}); target {budget:.1f}s (2 x {args.interval}s + playbook); ratio {recovered / budget:.2f}", flush=True)
+            print(
+                f"round {r + 1}: healthy again after {recovered:.1f}s; restart_service ran {playbook:.1f}s "
+                f"(job #{job.id}); target {budget:.1f}s (2 x {args.interval}s + playbook); "
+                f"ratio {recovered / budget:.2f}",
+                flush=True,
+            )
             jarvis.wait_idle(600)
         med = statistics.median(r[0] for r in rows)
         worst = max(r[3] for r in rows)
-        print(f"\nrecovery time median {med:.1f}s, worst ratio {worst:.2f} of (2 intervals + playbook run time); "
-              f"target < 1.00: {'met' if worst < 1 else 'NOT met'}")
+        print(
+            f"\nrecovery time median {med:.1f}s, worst ratio {worst:.2f} of (2 intervals + playbook run time); "
+            f"target < 1.00: {'met' if worst < 1 else 'NOT met'}"
+        )
         return 0 if worst < 1 else 1
     finally:
         if app is not None:
             from homelab.web import stop_app
+
             stop_app(app, timeout=120)
         if not args.keep:
             lab("rm", HOST)

@@ -18,11 +18,10 @@ from typing import Any
 
 import yaml
 
+from homelab.durations import duration_seconds
 from jarvis.findings import CODES
 
 MODES = ("auto", "approve", "off")
-DURATION_RE = re.compile(r"^(\d{1,7})\s*(s|m|h|d)$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]{0,31})\}")
 RULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -37,10 +36,10 @@ def duration(raw: Any, where: str) -> float:
     """Seconds from "15m", "2h", "30s", "1d" or a number of seconds."""
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return float(raw)
-    m = DURATION_RE.match(str(raw).strip())
-    if not m:
+    seconds = duration_seconds(str(raw))
+    if seconds is None:
         raise RulesError(f"{where}: {raw!r} is not a duration like 30s, 15m, 2h, 1d")
-    return float(int(m[1]) * UNITS[m[2]])
+    return float(seconds)
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,9 @@ class Window:
 
     def describe(self) -> str:
         if self.at is not None:
-            return f"{self.at[0]:%Y-%m-%d %H:%M} to {self.at[1]:%Y-%m-%d %H:%M} UTC" + (f" ({self.reason})" if self.reason else "")
+            return f"{self.at[0]:%Y-%m-%d %H:%M} to {self.at[1]:%Y-%m-%d %H:%M} UTC" + (
+                f" ({self.reason})" if self.reason else ""
+            )
         return f"{','.join(self.days)} {self.start}-{self.end} UTC" + (f" ({self.reason})" if self.reason else "")
 
 
@@ -130,9 +131,18 @@ class Checks:
 
 
 HOST_DEFAULTS: dict[str, Any] = {
-    "disk_warn_percent": 85, "disk_critical_percent": 95, "memory_warn_percent": 90, "load_per_cpu_warn": 2.0,
-    "restart_loop_count": 5, "git_failures": 3, "git_lock_minutes": 10, "git_success_max_hours": 6,
-    "git_status_max_minutes": 60, "backup_max_age_hours": 26, "backup_expected": False, "ddclient_max_age_hours": 0,
+    "disk_warn_percent": 85,
+    "disk_critical_percent": 95,
+    "memory_warn_percent": 90,
+    "load_per_cpu_warn": 2.0,
+    "restart_loop_count": 5,
+    "git_failures": 3,
+    "git_lock_minutes": 10,
+    "git_success_max_hours": 6,
+    "git_status_max_minutes": 60,
+    "backup_max_age_hours": 26,
+    "backup_expected": False,
+    "ddclient_max_age_hours": 0,
 }
 
 
@@ -227,7 +237,18 @@ def load_rules(path: Path, env: dict[str, str] | None = None) -> RulesFile:
         where = f"{path.name}: rules[{i}]"
         if not isinstance(raw, dict):
             raise RulesError(f"{where} is not a mapping")
-        extra = set(raw) - {"id", "codes", "code", "playbook", "params", "mode", "throttle", "limit", "check_first", "description"}
+        extra = set(raw) - {
+            "id",
+            "codes",
+            "code",
+            "playbook",
+            "params",
+            "mode",
+            "throttle",
+            "limit",
+            "check_first",
+            "description",
+        }
         if extra:
             raise RulesError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
         rid = str(raw.get("id", ""))
@@ -238,7 +259,9 @@ def load_rules(path: Path, env: dict[str, str] | None = None) -> RulesFile:
         codes = _strings(raw.get("codes", raw.get("code")), f"rule '{rid}': codes")
         bad = [c for c in codes if c not in CODES]
         if not codes or bad:
-            raise RulesError(f"rule '{rid}': codes must be finding codes Jarvis reports; unknown: {', '.join(bad) or 'none given'}")
+            raise RulesError(
+                f"rule '{rid}': codes must be finding codes Jarvis reports; unknown: {', '.join(bad) or 'none given'}"
+            )
         mode = str(raw.get("mode", "approve"))
         if mode not in MODES:
             raise RulesError(f"rule '{rid}': mode must be one of {', '.join(MODES)}")
@@ -248,10 +271,19 @@ def load_rules(path: Path, env: dict[str, str] | None = None) -> RulesFile:
         check_first = raw.get("check_first")
         if check_first is not None and not isinstance(check_first, bool):
             raise RulesError(f"rule '{rid}': check_first must be true or false")
-        rules.append(Rule(id=rid, codes=codes, playbook=str(raw.get("playbook", "")), params=dict(params), mode=mode,
-                          throttle=duration(raw.get("throttle", safety.throttle), f"rule '{rid}': throttle"),
-                          limit=str(raw.get("limit", "")), check_first=check_first,
-                          description=str(raw.get("description", "")).strip()))
+        rules.append(
+            Rule(
+                id=rid,
+                codes=codes,
+                playbook=str(raw.get("playbook", "")),
+                params=dict(params),
+                mode=mode,
+                throttle=duration(raw.get("throttle", safety.throttle), f"rule '{rid}': throttle"),
+                limit=str(raw.get("limit", "")),
+                check_first=check_first,
+                description=str(raw.get("description", "")).strip(),
+            )
+        )
     c = data.get("checks") or {}
     if not isinstance(c, dict):
         raise RulesError(f"{path}: checks must be a mapping")

@@ -6,7 +6,6 @@ A check that itself fails or times out reports a finding too (`<check>.error`), 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,10 +65,14 @@ class Finding:
     def key(self) -> str:
         return f"{self.code}|{self.target}"
 
-    @property
-    def key_hash(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()[:32]
-
     def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "severity": self.severity, "target": self.target, "summary": self.summary,
-                "evidence": self.evidence, "host": self.host, "params": self.params, "scope": self.scope}
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "target": self.target,
+            "summary": self.summary,
+            "evidence": self.evidence,
+            "host": self.host,
+            "params": self.params,
+            "scope": self.scope,
+        }

@@ -31,8 +31,15 @@ def _age_hours(iso: Any, now: dt.datetime) -> float | None:
 
 
 def unreachable(host: str, reason: str) -> Finding:
-    return Finding("host.unreachable", "critical", f"{host}/host", f"{host}: diagnosis did not run ({reason[:200]})",
-                   {"reason": reason[:1000]}, host=host, scope=f"reach:{host}")
+    return Finding(
+        "host.unreachable",
+        "critical",
+        f"{host}/host",
+        f"{host}: diagnosis did not run ({reason[:200]})",
+        {"reason": reason[:1000]},
+        host=host,
+        scope=f"reach:{host}",
+    )
 
 
 def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | None = None) -> list[Finding]:
@@ -42,8 +49,18 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
     out: list[Finding] = []
 
     def add(code: str, severity: str, what: str, summary: str, evidence: dict[str, Any], **params: str) -> None:
-        out.append(Finding(code, severity, f"{host}/{what}", summary, evidence, host=host,
-                           params={"host": host, **params}, scope=scope))
+        out.append(
+            Finding(
+                code,
+                severity,
+                f"{host}/{what}",
+                summary,
+                evidence,
+                host=host,
+                params={"host": host, **params},
+                scope=scope,
+            )
+        )
 
     th = checks.threshold
     c = facts.get("containers") or {}
@@ -51,26 +68,71 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
         add("docker.unavailable", "critical", "docker", f"{host}: {c['error'][:200]}", {"error": c["error"]})
     for item in c.get("items") or []:
         svc, name = item.get("service", ""), item.get("name", "")
-        ev = {k: item.get(k) for k in ("name", "state", "health", "exit_code", "restart_count", "started_at",
-                                        "finished_at", "health_output", "error")}
+        ev = {
+            k: item.get(k)
+            for k in (
+                "name",
+                "state",
+                "health",
+                "exit_code",
+                "restart_count",
+                "started_at",
+                "finished_at",
+                "health_output",
+                "error",
+            )
+        }
         if item.get("restarting") or item.get("state") == "restarting":
-            add("container.restart_loop", "critical", f"container:{name}",
-                f"{name} keeps restarting ({item.get('restart_count', 0)} restarts)", ev, service=svc, container=name)
+            add(
+                "container.restart_loop",
+                "critical",
+                f"container:{name}",
+                f"{name} keeps restarting ({item.get('restart_count', 0)} restarts)",
+                ev,
+                service=svc,
+                container=name,
+            )
         elif not item.get("running"):
-            add("container.down", "critical", f"container:{name}",
-                f"{name} is {item.get('state') or 'not running'} (exit code {item.get('exit_code')})", ev, service=svc, container=name)
+            add(
+                "container.down",
+                "critical",
+                f"container:{name}",
+                f"{name} is {item.get('state') or 'not running'} (exit code {item.get('exit_code')})",
+                ev,
+                service=svc,
+                container=name,
+            )
         elif item.get("health") == "unhealthy":
-            add("container.unhealthy", "critical", f"container:{name}",
-                f"{name} is unhealthy: {str(item.get('health_output', '')).strip()[:160]}", ev, service=svc, container=name)
+            add(
+                "container.unhealthy",
+                "critical",
+                f"container:{name}",
+                f"{name} is unhealthy: {str(item.get('health_output', '')).strip()[:160]}",
+                ev,
+                service=svc,
+                container=name,
+            )
         elif int(item.get("restart_count") or 0) >= th("restart_loop_count"):
             started = _age_hours(item.get("started_at"), now)
             if started is not None and started < 0.25:
-                add("container.restart_loop", "warning", f"container:{name}",
-                    f"{name} restarted {item.get('restart_count')} times, last {started * 60:.0f} min ago", ev,
-                    service=svc, container=name)
+                add(
+                    "container.restart_loop",
+                    "warning",
+                    f"container:{name}",
+                    f"{name} restarted {item.get('restart_count')} times, last {started * 60:.0f} min ago",
+                    ev,
+                    service=svc,
+                    container=name,
+                )
     for d in facts.get("disk") or []:
         if d.get("error"):
-            add("check.error", "warning", f"disk:{d.get('mount')}", f"disk check of {d.get('mount')} failed: {d['error']}", d)
+            add(
+                "check.error",
+                "warning",
+                f"disk:{d.get('mount')}",
+                f"disk check of {d.get('mount')} failed: {d['error']}",
+                d,
+            )
             continue
         pct = float(d.get("percent") or 0)
         if pct >= th("disk_critical_percent") or pct >= th("disk_warn_percent"):
@@ -80,7 +142,9 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
     if mem.get("percent") is not None and float(mem["percent"]) >= th("memory_warn_percent"):
         add("memory.high", "warning", "memory", f"memory {float(mem['percent']):.0f}% used", mem)
     load = facts.get("load") or {}
-    if load.get("load5") is not None and float(load["load5"]) / max(int(load.get("cpus") or 1), 1) >= th("load_per_cpu_warn"):
+    if load.get("load5") is not None and float(load["load5"]) / max(int(load.get("cpus") or 1), 1) >= th(
+        "load_per_cpu_warn"
+    ):
         add("load.high", "warning", "load", f"load {load['load5']} on {load.get('cpus')} CPU(s)", load)
 
     g = facts.get("git_sync") or {}
@@ -88,20 +152,41 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
         add("check.error", "warning", "git-sync", f"git sync status unreadable: {g['error']}", g)
     elif g.get("present"):
         if g.get("age_seconds") is not None and g["age_seconds"] / 60 > th("git_status_max_minutes"):
-            add("gitsync.status_stale", "warning", "git-sync", f"git sync has not reported for {g['age_seconds'] / 60:.0f} min",
-                {"path": g.get("path"), "age_seconds": g["age_seconds"]})
+            add(
+                "gitsync.status_stale",
+                "warning",
+                "git-sync",
+                f"git sync has not reported for {g['age_seconds'] / 60:.0f} min",
+                {"path": g.get("path"), "age_seconds": g["age_seconds"]},
+            )
         for name, repo in sorted(((g.get("data") or {}).get("repos") or {}).items()):
             if not isinstance(repo, dict):
                 continue
-            ev = {k: repo.get(k) for k in ("path", "last_attempt", "last_success", "last_error", "consecutive_failures", "head")}
+            ev = {
+                k: repo.get(k)
+                for k in ("path", "last_attempt", "last_success", "last_error", "consecutive_failures", "head")
+            }
             err = str(repo.get("last_error") or "")
             fails = int(repo.get("consecutive_failures") or 0)
             if err and DIVERGED_RE.search(err):
-                add("gitsync.diverged", "warning", f"repo:{name}", f"{name} diverged from its remote: {err[:160]}", ev, repo=name)
+                add(
+                    "gitsync.diverged",
+                    "warning",
+                    f"repo:{name}",
+                    f"{name} diverged from its remote: {err[:160]}",
+                    ev,
+                    repo=name,
+                )
             since = _age_hours(repo.get("last_success"), now)
             if fails >= th("git_failures") or (since is not None and since > th("git_success_max_hours") and fails):
-                add("gitsync.failing", "warning", f"repo:{name}",
-                    f"{name}: {fails} failed sync(s) in a row; {err[:120] or 'no error recorded'}", ev, repo=name)
+                add(
+                    "gitsync.failing",
+                    "warning",
+                    f"repo:{name}",
+                    f"{name}: {fails} failed sync(s) in a row; {err[:120] or 'no error recorded'}",
+                    ev,
+                    repo=name,
+                )
         by_repo: dict[str, list[dict[str, Any]]] = {}
         for lock in g.get("locks") or []:
             if float(lock.get("age_seconds") or 0) >= th("git_lock_minutes") * 60:
@@ -110,9 +195,15 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
             if g.get("git_running"):
                 continue  # a git process may own the lock: not stale
             oldest = max(float(x["age_seconds"]) for x in locks)
-            add("gitsync.stale_lock", "warning", f"repo:{name}",
+            add(
+                "gitsync.stale_lock",
+                "warning",
+                f"repo:{name}",
                 f"{name}: {len(locks)} lock file(s), the oldest {oldest / 60:.0f} min old, no git process running",
-                {"locks": locks}, repo=name, max_age_minutes=str(th("git_lock_minutes")))
+                {"locks": locks},
+                repo=name,
+                max_age_minutes=str(th("git_lock_minutes")),
+            )
 
     dd = facts.get("ddclient") or {}
     if dd.get("error"):
@@ -124,15 +215,32 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
             v4 = str(e.get("status-ipv4") or "")
             status = v4 if v4 not in ("", "noconnect") else str(e.get("status") or v4)
             if status.lower() in DDCLIENT_AUTH:
-                add("ddclient.auth_error", "critical", f"ddclient:{name}", f"ddclient: the provider refused the credentials for {name} ({status})",
-                    {"name": name, **e}, name=name)
+                add(
+                    "ddclient.auth_error",
+                    "critical",
+                    f"ddclient:{name}",
+                    f"ddclient: the provider refused the credentials for {name} ({status})",
+                    {"name": name, **e},
+                    name=name,
+                )
             elif status.lower() not in DDCLIENT_OK:
-                add("ddclient.update_failed", "warning", f"ddclient:{name}", f"ddclient: last update of {name} ended '{status}'",
-                    {"name": name, **e}, name=name)
+                add(
+                    "ddclient.update_failed",
+                    "warning",
+                    f"ddclient:{name}",
+                    f"ddclient: last update of {name} ended '{status}'",
+                    {"name": name, **e},
+                    name=name,
+                )
         max_h = th("ddclient_max_age_hours")
         if max_h and dd.get("age_seconds") is not None and dd["age_seconds"] / 3600 > max_h:
-            add("ddclient.stale", "warning", "ddclient", f"ddclient has not run for {dd['age_seconds'] / 3600:.0f} h",
-                {"path": dd.get("path"), "age_seconds": dd["age_seconds"]})
+            add(
+                "ddclient.stale",
+                "warning",
+                "ddclient",
+                f"ddclient has not run for {dd['age_seconds'] / 3600:.0f} h",
+                {"path": dd.get("path"), "age_seconds": dd["age_seconds"]},
+            )
 
     b = facts.get("backup") or {}
     if b.get("error"):
@@ -141,10 +249,21 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
         data = b.get("data") or {}
         since = _age_hours(data.get("last_success"), now)
         if data.get("status") == "failed":
-            add("backup.failed", "critical", "backup", f"the last backup failed: {str(data.get('error') or '')[:160]}", data)
+            add(
+                "backup.failed",
+                "critical",
+                "backup",
+                f"the last backup failed: {str(data.get('error') or '')[:160]}",
+                data,
+            )
         elif since is None or since > th("backup_max_age_hours"):
-            add("backup.stale", "warning", "backup",
-                f"no successful backup for {since:.0f} h" if since is not None else "no successful backup recorded", data)
+            add(
+                "backup.stale",
+                "warning",
+                "backup",
+                f"no successful backup for {since:.0f} h" if since is not None else "no successful backup recorded",
+                data,
+            )
     elif th("backup_expected"):
         add("backup.missing", "warning", "backup", f"no backup status at {b.get('path')}", {"path": b.get("path")})
 
@@ -152,8 +271,14 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
     if pg.get("error") and "checked" not in pg:
         add("check.error", "warning", "postgres", f"PostgreSQL check failed: {pg['error']}", pg)
     elif pg.get("checked") and not pg.get("reachable"):
-        add("postgres.unreachable", "critical", "postgres", f"PostgreSQL does not accept connections: {pg.get('error', '')[:160]}",
-            pg, service="postgres")
+        add(
+            "postgres.unreachable",
+            "critical",
+            "postgres",
+            f"PostgreSQL does not accept connections: {pg.get('error', '')[:160]}",
+            pg,
+            service="postgres",
+        )
     for key in ("memory", "load"):
         sec = facts.get(key) or {}
         if isinstance(sec, dict) and sec.get("error"):

@@ -15,10 +15,9 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from homelab.store import Base, utcnow
+from homelab.store import Base, iso_z, utcnow
 
 ACTION_OPEN = ("pending", "queued", "checking", "running", "verifying")
-ACTION_STATES = ACTION_OPEN + ("resolved", "escalated", "failed", "rejected", "refused", "obsolete")
 
 
 class JarvisFinding(Base):
@@ -70,13 +69,30 @@ class JarvisAction(Base):
     __table_args__ = (Index("ix_jarvis_actions_rule_target", "rule_id", "target"),)
 
     def as_dict(self) -> dict[str, Any]:
-        iso = (lambda t: t.isoformat() + "Z" if t else None)
-        return {"id": self.id, "created_at": iso(self.created_at), "source": self.source, "rule": self.rule_id,
-                "finding": self.finding_key, "target": self.target, "playbook": self.playbook, "params": self.params,
-                "limit": self.limit, "mode": self.mode, "check_first": self.check_first, "status": self.status,
-                "reason": self.reason, "diff": self.diff, "check_job_id": self.check_job_id, "job_id": self.job_id,
-                "verify_job_id": self.verify_job_id, "requested_by": self.requested_by, "decided_by": self.decided_by,
-                "decided_at": iso(self.decided_at), "finished_at": iso(self.finished_at)}
+        iso = iso_z
+        return {
+            "id": self.id,
+            "created_at": iso(self.created_at),
+            "source": self.source,
+            "rule": self.rule_id,
+            "finding": self.finding_key,
+            "target": self.target,
+            "playbook": self.playbook,
+            "params": self.params,
+            "limit": self.limit,
+            "mode": self.mode,
+            "check_first": self.check_first,
+            "status": self.status,
+            "reason": self.reason,
+            "diff": self.diff,
+            "check_job_id": self.check_job_id,
+            "job_id": self.job_id,
+            "verify_job_id": self.verify_job_id,
+            "requested_by": self.requested_by,
+            "decided_by": self.decided_by,
+            "decided_at": iso(self.decided_at),
+            "finished_at": iso(self.finished_at),
+        }
 
 
 class JarvisBreaker(Base):

@@ -62,36 +62,85 @@ def check_dns(domain: str, expected: tuple[str, ...], resolvers: tuple[str, ...]
             except dns.resolver.NoAnswer:
                 continue
     except dns.resolver.NXDOMAIN:
-        return [Finding("dns.missing", "critical", target, f"{domain} does not exist in DNS (NXDOMAIN)",
-                        {"domain": domain, "resolvers": list(resolvers) or ["system"]}, params={"domain": domain}, scope=scope)]
+        return [
+            Finding(
+                "dns.missing",
+                "critical",
+                target,
+                f"{domain} does not exist in DNS (NXDOMAIN)",
+                {"domain": domain, "resolvers": list(resolvers) or ["system"]},
+                params={"domain": domain},
+                scope=scope,
+            )
+        ]
     except (dns.exception.Timeout, dns.resolver.LifetimeTimeout):
-        return [Finding("dns.error", "warning", target, f"no DNS answer for {domain} within {timeout:g}s",
-                        {"domain": domain, "resolvers": list(resolvers) or ["system"], "error": "timeout"},
-                        params={"domain": domain}, scope=scope)]
+        return [
+            Finding(
+                "dns.error",
+                "warning",
+                target,
+                f"no DNS answer for {domain} within {timeout:g}s",
+                {"domain": domain, "resolvers": list(resolvers) or ["system"], "error": "timeout"},
+                params={"domain": domain},
+                scope=scope,
+            )
+        ]
     except Exception as exc:  # NoNameservers, a refused resolver, anything dnspython raises
-        return [Finding("dns.error", "warning", target, f"DNS lookup of {domain} failed: {type(exc).__name__}",
-                        {"domain": domain, "resolvers": list(resolvers) or ["system"], "error": str(exc)[:300]},
-                        params={"domain": domain}, scope=scope)]
+        return [
+            Finding(
+                "dns.error",
+                "warning",
+                target,
+                f"DNS lookup of {domain} failed: {type(exc).__name__}",
+                {"domain": domain, "resolvers": list(resolvers) or ["system"], "error": str(exc)[:300]},
+                params={"domain": domain},
+                scope=scope,
+            )
+        ]
     if not addresses:
-        return [Finding("dns.missing", "critical", target, f"{domain} has no address record",
-                        {"domain": domain}, params={"domain": domain}, scope=scope)]
+        return [
+            Finding(
+                "dns.missing",
+                "critical",
+                target,
+                f"{domain} has no address record",
+                {"domain": domain},
+                params={"domain": domain},
+                scope=scope,
+            )
+        ]
     if expected and not set(expected) & set(addresses):
-        return [Finding("dns.mismatch", "critical", target,
-                        f"{domain} resolves to {', '.join(sorted(addresses))}, the server is at {', '.join(expected)}",
-                        {"domain": domain, "addresses": sorted(addresses), "expected": list(expected)},
-                        params={"domain": domain}, scope=scope)]
+        return [
+            Finding(
+                "dns.mismatch",
+                "critical",
+                target,
+                f"{domain} resolves to {', '.join(sorted(addresses))}, the server is at {', '.join(expected)}",
+                {"domain": domain, "addresses": sorted(addresses), "expected": list(expected)},
+                params={"domain": domain},
+                scope=scope,
+            )
+        ]
     return []
 
 
 def _not_after(der: bytes) -> dt.datetime:
     from cryptography import x509
+
     cert = x509.load_der_x509_certificate(der)
     t = getattr(cert, "not_valid_after_utc", None)
     return t.replace(tzinfo=None) if t is not None else cert.not_valid_after
 
 
-def check_tls(domain: str, connect: str, timeout: float, ca_file: str, warn_days: float, critical_days: float,
-              now: dt.datetime | None = None) -> list[Finding]:
+def check_tls(
+    domain: str,
+    connect: str,
+    timeout: float,
+    ca_file: str,
+    warn_days: float,
+    critical_days: float,
+    now: dt.datetime | None = None,
+) -> list[Finding]:
     scope = f"tls:{domain}"
     target = f"tls:{domain}"
     host, port = _split_hostport(connect or domain, 443)
@@ -107,8 +156,17 @@ def check_tls(domain: str, connect: str, timeout: float, ca_file: str, warn_days
     except ssl.SSLCertVerificationError as exc:
         invalid = exc.verify_message or str(exc)
     except (OSError, ssl.SSLError) as exc:
-        return [Finding("tls.error", "warning", target, f"no TLS handshake with {domain} at {host}:{port}: {type(exc).__name__}",
-                        {"domain": domain, "connect": f"{host}:{port}", "error": str(exc)[:300]}, params=params, scope=scope)]
+        return [
+            Finding(
+                "tls.error",
+                "warning",
+                target,
+                f"no TLS handshake with {domain} at {host}:{port}: {type(exc).__name__}",
+                {"domain": domain, "connect": f"{host}:{port}", "error": str(exc)[:300]},
+                params=params,
+                scope=scope,
+            )
+        ]
     if invalid:  # read the certificate anyway, to report its expiry too
         try:
             raw = ssl.create_default_context()
@@ -127,17 +185,44 @@ def check_tls(domain: str, connect: str, timeout: float, ca_file: str, warn_days
             days = (not_after - now).total_seconds() / 86400
             evidence.update(not_after=not_after.isoformat() + "Z", days_left=round(days, 2))
             if days <= 0:
-                out.append(Finding("tls.expired", "critical", target, f"the certificate of {domain} expired on {not_after:%Y-%m-%d}",
-                                   evidence, params=params, scope=scope))
+                out.append(
+                    Finding(
+                        "tls.expired",
+                        "critical",
+                        target,
+                        f"the certificate of {domain} expired on {not_after:%Y-%m-%d}",
+                        evidence,
+                        params=params,
+                        scope=scope,
+                    )
+                )
             elif days <= warn_days:
                 sev = "critical" if days <= critical_days else "warning"
-                out.append(Finding("tls.expiring", sev, target, f"the certificate of {domain} expires in {days:.1f} days",
-                                   evidence, params=params, scope=scope))
+                out.append(
+                    Finding(
+                        "tls.expiring",
+                        sev,
+                        target,
+                        f"the certificate of {domain} expires in {days:.1f} days",
+                        evidence,
+                        params=params,
+                        scope=scope,
+                    )
+                )
         except Exception as exc:
             evidence["parse_error"] = str(exc)[:200]
     if invalid and not any(f.code == "tls.expired" for f in out):
-        out.append(Finding("tls.invalid", "critical", target, f"the certificate of {domain} does not verify: {invalid[:160]}",
-                           {**evidence, "error": invalid[:300]}, params=params, scope=scope))
+        out.append(
+            Finding(
+                "tls.invalid",
+                "critical",
+                target,
+                f"the certificate of {domain} does not verify: {invalid[:160]}",
+                {**evidence, "error": invalid[:300]},
+                params=params,
+                scope=scope,
+            )
+        )
     return out
 
 
@@ -160,11 +245,29 @@ def check_http(name: str, url: str, expect: tuple[int, ...], timeout: float, ca_
         status = exc.code
     except Exception as exc:  # refused, timeout, TLS, DNS: the service does not answer
         reason = getattr(exc, "reason", exc)
-        return [Finding("http.down", "critical", target, f"{name} does not answer at {url}: {type(reason).__name__}",
-                        {"url": url, "error": str(reason)[:300]}, params=params, scope=scope)]
+        return [
+            Finding(
+                "http.down",
+                "critical",
+                target,
+                f"{name} does not answer at {url}: {type(reason).__name__}",
+                {"url": url, "error": str(reason)[:300]},
+                params=params,
+                scope=scope,
+            )
+        ]
     if status not in expect:
-        return [Finding("http.bad_status", "critical", target, f"{name} answers {status} at {url} (expected {', '.join(map(str, expect))})",
-                        {"url": url, "status": status, "expected": list(expect)}, params=params, scope=scope)]
+        return [
+            Finding(
+                "http.bad_status",
+                "critical",
+                target,
+                f"{name} answers {status} at {url} (expected {', '.join(map(str, expect))})",
+                {"url": url, "status": status, "expected": list(expect)},
+                params=params,
+                scope=scope,
+            )
+        ]
     return []
 
 
@@ -201,8 +304,13 @@ def targets(checks: Checks, services: list[ServiceTarget], ddclient_addresses: t
     for t in checks.tls_domains or tuple({"domain": d} for d in domains):
         out.append(Target("tls", str(t["domain"]), {"connect": str(t.get("connect") or "")}))
     http = checks.http or tuple(
-        {"name": s.name, "url": s.health_url or f"https://{s.domains[0]}/", **({"expect": list(s.expect)} if s.expect else {})}
-        for s in services)
+        {
+            "name": s.name,
+            "url": s.health_url or f"https://{s.domains[0]}/",
+            **({"expect": list(s.expect)} if s.expect else {}),
+        }
+        for s in services
+    )
     for h in http:
         expect = tuple(int(x) for x in (h.get("expect") or [200, 204, 301, 302, 401, 403]))
         out.append(Target("http", str(h["name"]), {"url": str(h["url"]), "expect": expect}))
@@ -214,8 +322,14 @@ def run_target(t: Target, checks: Checks) -> list[Finding]:
         if t.kind == "dns":
             return check_dns(t.name, t.spec["expected"], checks.dns_resolvers, checks.timeout)
         if t.kind == "tls":
-            return check_tls(t.name, t.spec["connect"], checks.timeout, checks.tls_ca_file, checks.tls_warn_days,
-                             checks.tls_critical_days)
+            return check_tls(
+                t.name,
+                t.spec["connect"],
+                checks.timeout,
+                checks.tls_ca_file,
+                checks.tls_warn_days,
+                checks.tls_critical_days,
+            )
         if t.kind == "http":
             return check_http(t.name, t.spec["url"], t.spec["expect"], checks.timeout, checks.tls_ca_file)
         raise ValueError(f"unknown check kind {t.kind}")
@@ -224,12 +338,19 @@ def run_target(t: Target, checks: Checks) -> list[Finding]:
 
 
 def error_finding(t: Target, why: str) -> Finding:
-    return Finding("check.error", "warning", f"{t.kind}:{t.name}", f"the {t.kind} check of {t.name} failed: {why[:200]}",
-                   {"check": t.kind, "name": t.name, "error": why[:500]}, scope=t.scope)
+    return Finding(
+        "check.error",
+        "warning",
+        f"{t.kind}:{t.name}",
+        f"the {t.kind} check of {t.name} failed: {why[:200]}",
+        {"check": t.kind, "name": t.name, "error": why[:500]},
+        scope=t.scope,
+    )
 
 
-def run_all(ts: list[Target], checks: Checks, workers: int = 8,
-            runner: Callable[[Target, Checks], list[Finding]] = run_target) -> tuple[list[Finding], set[str]]:
+def run_all(
+    ts: list[Target], checks: Checks, workers: int = 8, runner: Callable[[Target, Checks], list[Finding]] = run_target
+) -> tuple[list[Finding], set[str]]:
     """Run every target concurrently; (findings, scopes that were checked). Bounded in time as a whole."""
     if not ts:
         return [], set()

@@ -21,11 +21,20 @@ import yaml
 
 from homelab.catalog import Catalog
 from homelab.registry import Registry, RegistryError, check_entries, data_dirs
+
 from labenv import ROOT, ansible_env
 
-SEED_DOMAINS = {"bot.rig-city.com", "stream.rig-city.com", "plex.evindrake.net", "n8n.evindrake.net",
-                "scarletredjoker.com", "www.scarletredjoker.com", "vnc.evindrake.net", "host.evindrake.net",
-                "home.evindrake.net"}
+SEED_DOMAINS = {
+    "bot.rig-city.com",
+    "stream.rig-city.com",
+    "plex.evindrake.net",
+    "n8n.evindrake.net",
+    "scarletredjoker.com",
+    "www.scarletredjoker.com",
+    "vnc.evindrake.net",
+    "host.evindrake.net",
+    "home.evindrake.net",
+}
 INTERNAL_ROLES = {"compose_service", "node_app"}  # included by other roles, never deployed alone
 
 
@@ -45,11 +54,30 @@ def production(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _resolve(inventory: Path, expr: str, root: Path = ROOT) -> Any:
     """What Ansible makes of an expression for the inventory's homelab host (a real ansible run)."""
     proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ansible"), "homelab", "-i", str(inventory), "-c", "local",
-         "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expr} | to_json }}}}"],
-        cwd=root, env=ansible_env(ANSIBLE_CONFIG=str(root / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",
-                                  ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json"),
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            str(ROOT / ".venv" / "bin" / "ansible"),
+            "homelab",
+            "-i",
+            str(inventory),
+            "-c",
+            "local",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={{{{ {expr} | to_json }}}}",
+        ],
+        cwd=root,
+        env=ansible_env(
+            ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+            ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     [host] = data["plays"][0]["tasks"][0]["hosts"].values()
@@ -60,16 +88,28 @@ def _dashboard(inventory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     """The dashboard's home page of the real app on this inventory, logged in."""
     from homelab.settings import Settings
     from homelab.web import create_app, stop_app
+
     monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", "correct horse battery staple")
     (tmp_path / "var").mkdir()
-    app = create_app(Settings.from_env({"HOMELAB_VAR_DIR": str(tmp_path / "var"), "HOMELAB_INVENTORY": str(inventory),
-                                        "HOMELAB_SCHEDULER": "0", "HOMELAB_JARVIS": "0",
-                                        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml")}), start_engine=False)
+    app = create_app(
+        Settings.from_env(
+            {
+                "HOMELAB_VAR_DIR": str(tmp_path / "var"),
+                "HOMELAB_INVENTORY": str(inventory),
+                "HOMELAB_SCHEDULER": "0",
+                "HOMELAB_JARVIS": "0",
+                "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+            }
+        ),
+        start_engine=False,
+    )
     try:
         client = app.test_client()
         page = client.get("/login").get_data(as_text=True)
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
-        client.post("/login", data={"username": "admin", "password": "correct horse battery staple", "csrf_token": csrf})
+        client.post(
+            "/login", data={"username": "admin", "password": "correct horse battery staple", "csrf_token": csrf}
+        )
         return client.get("/").get_data(as_text=True)
     finally:
         stop_app(app, timeout=10)
@@ -78,6 +118,7 @@ def _dashboard(inventory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_production_is_the_users_homelab_and_jarvis_checks_every_domain(production: Path) -> None:
     from jarvis import netchecks
     from jarvis.config import DEFAULT_RULES, load_rules
+
     services = Registry(production).union()
     enabled = {n: s for n, s in services.items() if s.enabled}
     assert {d for s in enabled.values() for d in s.domains} == SEED_DOMAINS
@@ -99,14 +140,19 @@ def test_production_is_the_users_homelab_and_jarvis_checks_every_domain(producti
 def test_backups_cover_every_enabled_service_s_data_and_databases(inventory: str, production: Path) -> None:
     path = production if inventory == "production" else ROOT / "inventory" / "lab"
     services = Registry(path).union()
-    got = _resolve(path, "{'dirs': backup_data_dirs, 'excludes': backup_data_excludes, "
-                         "'databases': backup_postgres_databases, 'exclude_db': backup_postgres_exclude}")
+    got = _resolve(
+        path,
+        "{'dirs': backup_data_dirs, 'excludes': backup_data_excludes, "
+        "'databases': backup_postgres_databases, 'exclude_db': backup_postgres_exclude}",
+    )
     want = {path_ for s in services.values() if s.enabled for path_ in s.data}
     assert set(got["dirs"].values()) == want and got["dirs"] == data_dirs(services)
     # every database is dumped ([] = all but the templates), so every service's database is in it
     assert got["databases"] == [] and not {d for s in services.values() for d in s.databases} & set(got["exclude_db"])
     if inventory == "production":
-        assert {"plex", "dashboard", "vnc_desktop", "n8n", "home_assistant", "discord_bot", "stream_bot"} <= set(got["dirs"])
+        assert {"plex", "dashboard", "vnc_desktop", "n8n", "home_assistant", "discord_bot", "stream_bot"} <= set(
+            got["dirs"]
+        )
         assert any("Cache" in p for p in got["excludes"]["plex"])
 
 
@@ -116,8 +162,12 @@ def test_the_catalog_s_service_enums_are_the_registry(inventory: str, production
     reg = Registry(path)
     cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=reg)
     services = reg.union()
-    for entry_id, cap in (("deploy_service", "deploy"), ("check_service", "deploy"), ("restart_service", "restart"),
-                          ("rollback_service", "rollback")):
+    for entry_id, cap in (
+        ("deploy_service", "deploy"),
+        ("check_service", "deploy"),
+        ("restart_service", "restart"),
+        ("rollback_service", "rollback"),
+    ):
         [param] = [p for p in cat.entries[entry_id].parameters if p.name == "service"]
         assert set(param.enum) == {n for n, s in services.items() if cap in s.ops}, entry_id
 
@@ -133,8 +183,9 @@ def test_every_service_has_a_role_in_the_site_and_tags_its_tasks_with_its_name()
         assert re.search(rf"tags:\s*\[[^\]]*\b{name}\b", text), f"roles/{name} does not tag its tasks {name}"
 
 
-def test_the_dashboard_lists_exactly_the_enabled_services_with_their_urls(production: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_dashboard_lists_exactly_the_enabled_services_with_their_urls(
+    production: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     html = _dashboard(production, tmp_path, monkeypatch)
     shown = set(re.findall(r'<tr data-service="([a-z0-9_]+)">', html))
     services = Registry(production).union()
@@ -147,16 +198,33 @@ def test_the_dashboard_lists_exactly_the_enabled_services_with_their_urls(produc
 
 def test_the_ops_playbooks_refuse_what_the_registry_does_not_allow(production: Path) -> None:
     def run(playbook: str, service: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(production),
-                               str(ROOT / "playbooks" / "ops" / playbook), "-e", f"service={service}", "--check"],
-                              cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=180, check=False)
+        return subprocess.run(
+            [
+                str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+                "-i",
+                str(production),
+                str(ROOT / "playbooks" / "ops" / playbook),
+                "-e",
+                f"service={service}",
+                "--check",
+            ],
+            cwd=ROOT,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+
     unknown = run("restart_service.yml", "no_such_service")
     assert unknown.returncode != 0 and "is not a service this homelab knows" in unknown.stdout
     known = re.search(r"known services: ([a-z0-9_, \n]+)\.", unknown.stdout)[1]
     assert {s.strip() for s in known.replace("\n", " ").split(",")} == set(Registry(production).union())
     no_rollback = run("rollback_service.yml", "postgres")
     assert no_rollback.returncode != 0 and "postgres does not allow rollback" in no_rollback.stdout
-    assert "203.0.113.10" not in no_rollback.stdout.split("does not allow")[0][-400:]  # refused before a host is reached
+    assert (
+        "203.0.113.10" not in no_rollback.stdout.split("does not allow")[0][-400:]
+    )  # refused before a host is reached
 
 
 FIXTURE_DEFAULTS = """---
@@ -190,10 +258,13 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
     (root / "roles" / "hello_web" / "defaults").mkdir(parents=True)
     (root / "roles" / "hello_web" / "defaults" / "main.yml").write_text(FIXTURE_DEFAULTS)
     (root / "inventory" / "lab" / "group_vars" / "all" / "hello_web.yml").write_text(
-        "---\nhello_web_enabled: true\nhello_web_domain: hello.lab.test\n")
+        "---\nhello_web_enabled: true\nhello_web_domain: hello.lab.test\n"
+    )
     added = {p.relative_to(root) for p in root.rglob("*")} - before
-    assert {str(p) for p in added if (root / p).is_file()} == {"roles/hello_web/defaults/main.yml",
-                                                              "inventory/lab/group_vars/all/hello_web.yml"}
+    assert {str(p) for p in added if (root / p).is_file()} == {
+        "roles/hello_web/defaults/main.yml",
+        "inventory/lab/group_vars/all/hello_web.yml",
+    }
     inventory = root / "inventory" / "lab"
     reg = Registry(inventory, roles=root / "roles")
     services = reg.union()
@@ -203,7 +274,9 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
     assert _resolve(inventory, "backup_data_dirs", root=root)["hello_web"] == "/opt/homelab/hello_web/data"
     # Caddy's route: what the role's route is built from (roles/<service>/vars: domains | first, upstream)
     assert _resolve(inventory, "[hello_web_registry.domains | first, hello_web_registry.upstream]", root=root) == [
-        "hello.lab.test", "hello_web:8080"]
+        "hello.lab.test",
+        "hello_web:8080",
+    ]
     # the catalog's enums
     cat = Catalog(root / "playbooks" / "catalog.yml", registry=reg)
     for entry_id in ("deploy_service", "restart_service", "rollback_service"):
@@ -211,6 +284,7 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
     # Jarvis's targets
     from jarvis import netchecks
     from jarvis.config import Checks
+
     ts = netchecks.targets(Checks(), netchecks.service_targets(services.values()))
     assert ("dns", "hello.lab.test") in {(t.kind, t.name) for t in ts}
     assert {"url": "https://hello.lab.test/ping", "expect": (200,)} in [t.spec for t in ts if t.kind == "http"]
@@ -219,17 +293,22 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
     assert '<tr data-service="hello_web">' in html and 'href="https://hello.lab.test/"' in html
 
 
-@pytest.mark.parametrize("entry, field, message", [
-    ({"name": "x", "domains": ["not a domain"]}, "domains", "is not a domain name"),
-    ({"name": "x", "domains": ["-bad-.example.org"]}, "domains", "is not a domain name"),
-    ({"name": "x", "health": {"path": "healthz"}}, "health", "must start with '/'"),
-    ({"name": "x", "ops": ["deploy", "reboot"]}, "ops", "'reboot' is not a capability"),
-    ({"name": "x", "kind": "vm"}, "kind", "must be one of"),
-    ({"name": "x", "upstream": "x"}, "upstream", "is not host:port"),
-    ({"name": "x", "data": ["relative/path"]}, "data", "must be an absolute path"),
-    ({"name": "x", "colour": "red"}, "colour", "is not a registry field"),
-])
-def test_a_malformed_entry_is_refused_naming_the_service_and_field(entry: dict[str, Any], field: str, message: str) -> None:
+@pytest.mark.parametrize(
+    "entry, field, message",
+    [
+        ({"name": "x", "domains": ["not a domain"]}, "domains", "is not a domain name"),
+        ({"name": "x", "domains": ["-bad-.example.org"]}, "domains", "is not a domain name"),
+        ({"name": "x", "health": {"path": "healthz"}}, "health", "must start with '/'"),
+        ({"name": "x", "ops": ["deploy", "reboot"]}, "ops", "'reboot' is not a capability"),
+        ({"name": "x", "kind": "vm"}, "kind", "must be one of"),
+        ({"name": "x", "upstream": "x"}, "upstream", "is not host:port"),
+        ({"name": "x", "data": ["relative/path"]}, "data", "must be an absolute path"),
+        ({"name": "x", "colour": "red"}, "colour", "is not a registry field"),
+    ],
+)
+def test_a_malformed_entry_is_refused_naming_the_service_and_field(
+    entry: dict[str, Any], field: str, message: str
+) -> None:
     with pytest.raises(RegistryError) as exc:
         check_entries([entry])
     assert exc.value.service == "x" and exc.value.field == field and message in str(exc.value)
@@ -237,21 +316,41 @@ def test_a_malformed_entry_is_refused_naming_the_service_and_field(entry: dict[s
 
 def test_a_domain_claimed_by_two_enabled_services_is_refused() -> None:
     with pytest.raises(RegistryError, match=r"b\.domains: a\.example\.org is already claimed by a"):
-        check_entries([{"name": "a", "enabled": True, "domains": ["a.example.org"]},
-                       {"name": "b", "enabled": True, "domains": ["a.example.org"]}])
+        check_entries(
+            [
+                {"name": "a", "enabled": True, "domains": ["a.example.org"]},
+                {"name": "b", "enabled": True, "domains": ["a.example.org"]},
+            ]
+        )
 
 
 def test_the_site_refuses_a_bad_entry_before_any_task_runs(tmp_path: Path) -> None:
     """A real site.yml run on the production inventory where two services claim one domain: the
     first play stops, naming the service and field, before any host is contacted."""
     inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
-    (inv / "group_vars" / "all" / "zz-broken.yml").write_text("---\nn8n_domain: plex.evindrake.net\n")  # two services, one domain
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inv),
-                           str(ROOT / "playbooks" / "site.yml"), "--check"],
-                          cwd=ROOT, env=ansible_env(), capture_output=True, text=True, timeout=180, check=False)
+    (inv / "group_vars" / "all" / "zz-broken.yml").write_text(
+        "---\nn8n_domain: plex.evindrake.net\n"
+    )  # two services, one domain
+    proc = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(inv),
+            str(ROOT / "playbooks" / "site.yml"),
+            "--check",
+        ],
+        cwd=ROOT,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert re.search(r"service registry: (plex|n8n)\.domains: plex\.evindrake\.net is already claimed by (n8n|plex)", out), out[-3000:]
+    assert re.search(
+        r"service registry: (plex|n8n)\.domains: plex\.evindrake\.net is already claimed by (n8n|plex)", out
+    ), out[-3000:]
     assert "Gathering Facts" not in out and "TASK [base" not in out, "a task ran before the registry was checked"
 
 
@@ -259,25 +358,54 @@ def test_where_says_where_every_enabled_service_answers(production: Path, tmp_pa
     """playbooks/where.yml on the production inventory, run against this machine (read-only: it
     lists the Caddy site files, of which there are none here)."""
     import sys
+
     inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
     (inv / "host_vars").mkdir()
-    (inv / "host_vars" / "homelab-server.yml").write_text(yaml.safe_dump({
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_become": False,
-        "homelab_root": str(tmp_path / "nothing-here")}))
-    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inv), "-e", "ansible_become=false",
-                           str(ROOT / "playbooks" / "where.yml")],
-                          cwd=ROOT, env=ansible_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json"),
-                          capture_output=True, text=True, timeout=180, check=False)
+    (inv / "host_vars" / "homelab-server.yml").write_text(
+        yaml.safe_dump(
+            {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "ansible_become": False,
+                "homelab_root": str(tmp_path / "nothing-here"),
+            }
+        )
+    )
+    proc = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "ansible-playbook"),
+            "-i",
+            str(inv),
+            "-e",
+            "ansible_become=false",
+            str(ROOT / "playbooks" / "where.yml"),
+        ],
+        cwd=ROOT,
+        env=ansible_env(
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     tasks = json.loads(proc.stdout)["plays"][0]["tasks"]
-    [lines] = [t["hosts"]["homelab-server"]["msg"] for t in tasks if t["task"]["name"] == "Say where each enabled service answers"]
+    [lines] = [
+        t["hosts"]["homelab-server"]["msg"]
+        for t in tasks
+        if t["task"]["name"] == "Say where each enabled service answers"
+    ]
     assert isinstance(lines, list) and len(lines) == len(SEED_DOMAINS)
     for d in SEED_DOMAINS:
-        assert any(line.split(": ", 1)[1].startswith(f"https://{d}/ ") and line.endswith("[not routed yet]") for line in lines), d
+        assert any(
+            line.split(": ", 1)[1].startswith(f"https://{d}/ ") and line.endswith("[not routed yet]") for line in lines
+        ), d
 
 
 def test_a_broken_registry_leaves_the_catalog_loaded_and_its_service_choices_refused(tmp_path: Path) -> None:
     from homelab.catalog import ValidationError
+
     inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
     (inv / "group_vars" / "all" / "zz-broken.yml").write_text("---\nn8n_domain: not a domain\n")
     cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(inv))

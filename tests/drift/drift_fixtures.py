@@ -1,7 +1,8 @@
 """Fixtures for the drift tests (test modules import them with `from drift_fixtures import *`: a
-conftest.py here would shadow tests/conftest.py, which the root test modules import by name): a private store and var/, a localhost inventory whose hosts are
-directories of managed files (fast to check, drift and fix), a local HTTP receiver standing in
-for Discord, ntfy and a webhook, the web app with the drift service, and server processes."""
+conftest.py here would shadow tests/conftest.py, which the root test modules import by name): a
+private store and var/, a localhost inventory whose hosts are directories of managed files (fast to
+check, drift and fix), a local HTTP receiver standing in for Discord, ntfy and a webhook, the web app
+with the drift service, and server processes."""
 
 from __future__ import annotations
 
@@ -29,15 +30,23 @@ def files_dir(tmp_path: Path) -> Path:
 def drift_settings(tmp_path: Path, files_dir: Path) -> Settings:
     var = tmp_path / "var"
     var.mkdir()
-    return Settings.from_env({
-        "HOMELAB_VAR_DIR": str(var),
-        "HOMELAB_INVENTORY": str(write_files_inventory(tmp_path / "inventory.yml", files_dir, unreachable=("gamma",))),
-        "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
-        "HOMELAB_SCHEDULES": str(write_schedules(tmp_path / "schedules.yml", [
-            {"id": "files-hourly", "playbook": "files", "interval": "1h", "limit": "", "enabled": True}])),
-        "HOMELAB_MAX_PARALLEL_JOBS": "2",
-        "HOMELAB_SCHEDULER": "0",
-    })
+    return Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_INVENTORY": str(
+                write_files_inventory(tmp_path / "inventory.yml", files_dir, unreachable=("gamma",))
+            ),
+            "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
+            "HOMELAB_SCHEDULES": str(
+                write_schedules(
+                    tmp_path / "schedules.yml",
+                    [{"id": "files-hourly", "playbook": "files", "interval": "1h", "limit": "", "enabled": True}],
+                )
+            ),
+            "HOMELAB_MAX_PARALLEL_JOBS": "2",
+            "HOMELAB_SCHEDULER": "0",
+        }
+    )
 
 
 @pytest.fixture
@@ -50,6 +59,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def drift_app(drift_settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from homelab.web import create_app, stop_app
+
     monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
     monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
     monkeypatch.setenv("HOMELAB_NOTIFY_DISCORD_URL", receiver.url + "/discord/api/webhooks/1/SECRETWEBHOOKTOKEN")

@@ -9,22 +9,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
 from homelab.testing import ROOT  # noqa: F401
 from homelab.testing.server import ADMIN_PASSWORD, PY, ServerProcess, csrf_from, wait_until  # noqa: F401
 
+HERE = Path(__file__).resolve().parent
 SECRET_TOKEN = "s3cr3t-drift-token-value"
 
 
-def write_files_inventory(path: Path, files_dir: Path, hosts: tuple[str, ...] = ("alpha", "beta"),
-                          unreachable: tuple[str, ...] = ()) -> Path:
+def write_files_inventory(
+    path: Path, files_dir: Path, hosts: tuple[str, ...] = ("alpha", "beta"), unreachable: tuple[str, ...] = ()
+) -> Path:
     """Hosts are localhost with a directory of managed files; `unreachable` ones point ssh at a closed loopback port."""
     lines = ["all:", "  children:", "    lab:", "      hosts:"]
     for h in hosts:
         lines.append(f"        {h}: {{ansible_connection: local, ansible_python_interpreter: {PY}}}")
     for h in unreachable:
-        lines.append(f"        {h}: {{ansible_connection: ssh, ansible_host: 127.0.0.1, ansible_port: 9, "
-                     f"ansible_ssh_common_args: '-o ConnectTimeout=3 -o StrictHostKeyChecking=no', ansible_python_interpreter: {PY}}}")
+        lines.append(
+            f"        {h}: {{ansible_connection: ssh, ansible_host: 127.0.0.1, ansible_port: 9, "
+            f"ansible_ssh_common_args: '-o ConnectTimeout=3 -o StrictHostKeyChecking=no', "
+            f"ansible_python_interpreter: {PY}}}"
+        )
     lines += ["      vars:", f"        drift_dir: {files_dir}", f"        drift_token: {SECRET_TOKEN}"]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -32,6 +36,7 @@ def write_files_inventory(path: Path, files_dir: Path, hosts: tuple[str, ...] = 
 
 def write_schedules(path: Path, schedules: list[dict[str, Any]]) -> Path:
     import yaml
+
     path.write_text("---\n" + yaml.safe_dump({"schedules": schedules}, sort_keys=False))
     return path
 

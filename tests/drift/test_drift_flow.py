@@ -9,11 +9,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
-from drift_helpers import SECRET_TOKEN, csrf_from, wait_until
 from sqlalchemy import select
 
 from homelab.store import AuditEntry, DriftEpisode, DriftRun, Job
+
+from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
+from drift_helpers import SECRET_TOKEN, csrf_from, wait_until
 
 RUN_TIMEOUT = 180
 
@@ -43,6 +44,7 @@ def _check_done(app: Any, job_id: int) -> None:
         with h.store.session() as s:
             run = s.get(DriftRun, job_id)
             return bool(run and run.analyzed_at)
+
     wait_until(analyzed, 60, f"drift check {job_id} analyzed")
     h.drift.notifier.flush()
 
@@ -52,7 +54,8 @@ def _states(app: Any) -> dict[str, Any]:
 
 
 def test_drift_is_found_named_masked_notified_once_and_fixed_for_exactly_the_drifted_host(
-        drift_app: Any, web: Any, files_dir: Path, receiver: Any) -> None:
+    drift_app: Any, web: Any, files_dir: Path, receiver: Any
+) -> None:
     h = _h(drift_app)
     # Converge first (the real playbook, through the engine), then a drift check reports clean.
     spec = h.catalog.prepare("files", {}, "alpha,beta", inventory=h.inventory)
@@ -97,7 +100,9 @@ def test_drift_is_found_named_masked_notified_once_and_fixed_for_exactly_the_dri
     assert "-managed = false" in page and SECRET_TOKEN not in page and "********" in page
     assert 'data-fix="alpha"' in page and 'data-fix="beta"' not in page
     dash = web.get("/").get_data(as_text=True)
-    assert re.search(r'data-host="alpha" data-state="drifted"', dash) and re.search(r'data-host="gamma" data-state="unknown"', dash)
+    assert re.search(r'data-host="alpha" data-state="drifted"', dash) and re.search(
+        r'data-host="gamma" data-state="unknown"', dash
+    )
 
     # The same unchanged drift seen again: stored, but no repeat notification.
     job_id = _job_from_redirect(_post(web, "/drift/check", {"schedule": "files-hourly"}))
@@ -116,13 +121,18 @@ def test_drift_is_found_named_masked_notified_once_and_fixed_for_exactly_the_dri
     def recheck() -> int | None:
         with h.store.session() as s:
             return s.scalar(select(Job.id).join(DriftRun, DriftRun.job_id == Job.id).where(Job.id > fix_id))
+
     recheck_id = wait_until(recheck, 60, "the re-check after the fix")
     assert h.engine.get(recheck_id).hosts == ["alpha"]
     _check_done(drift_app, recheck_id)
     assert _states(drift_app)["alpha"].state == "clean"
     assert (files_dir / "alpha-two.flag").is_file()
     resolved = [r for r in receiver.json_on("/hook") if r["event"] == "drift.resolved"]
-    assert [r["host"] for r in resolved] == ["alpha"] and len(receiver.on("/discord")) == 2 and len(receiver.on("/ntfy")) == 2
+    assert (
+        [r["host"] for r in resolved] == ["alpha"]
+        and len(receiver.on("/discord")) == 2
+        and len(receiver.on("/ntfy")) == 2
+    )
 
     with h.store.session() as s:
         episodes = s.scalars(select(DriftEpisode).where(DriftEpisode.host == "alpha")).all()
@@ -146,9 +156,14 @@ def test_a_second_check_of_a_busy_host_is_not_started(drift_app: Any) -> None:
 
 def test_a_failing_notification_channel_is_reported_without_its_url(drift_app: Any, receiver: Any) -> None:
     from homelab.notify import DriftEvent, Notifier
+
     url = receiver.url.replace("127.0.0.1", "127.0.0.1") + "/hook"
     closed = "http://127.0.0.1:9/api/webhooks/123/TOPSECRET"
     n = Notifier(urls={"discord": closed, "webhook": url})
     n.send([DriftEvent("drift", "alpha", "files", ("t",), "f", 1)])
-    assert "discord" in n.failures and "TOPSECRET" not in n.failures["discord"] and "127.0.0.1" not in n.failures["discord"]
+    assert (
+        "discord" in n.failures
+        and "TOPSECRET" not in n.failures["discord"]
+        and "127.0.0.1" not in n.failures["discord"]
+    )
     assert len(receiver.on("/hook")) == 1, "one channel failing must not stop the others"

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
-from drift_helpers import wait_until
 from sqlalchemy import select
 
 from homelab.catalog import Catalog
@@ -23,13 +21,18 @@ from homelab.settings import Settings
 from homelab.store import DriftRun, Job, Store
 from homelab.testing.lab import ansible, in_host, lab, lab_inventory
 
+from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
+from drift_helpers import wait_until
+
 HOST = "homelab-drift-test"
 pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("drift-lab")]
 
 
 @pytest.fixture(scope="module")
 def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    assert os.environ.get("LAB_IMAGE") and os.environ.get("LAB_CADDY_IMAGE"), "source var/lab-images.env (make test does)"
+    assert os.environ.get("LAB_IMAGE") and os.environ.get("LAB_CADDY_IMAGE"), (
+        "source var/lab-images.env (make test does)"
+    )
     inventory = lab_inventory(tmp_path_factory.mktemp("drift-lab") / "inventory", [HOST])
     lab("rm", HOST)
     lab("run", HOST)
@@ -45,8 +48,12 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def drift(converged: Path, tmp_path: Path) -> Iterator[DriftService]:
     var = tmp_path / "var"
     var.mkdir()
-    settings = replace(Settings.from_env({"HOMELAB_VAR_DIR": str(var)}), inventory=converged,
-                       schedules=tmp_path / "schedules.yml", scheduler=False)
+    settings = replace(
+        Settings.from_env({"HOMELAB_VAR_DIR": str(var)}),
+        inventory=converged,
+        schedules=tmp_path / "schedules.yml",
+        scheduler=False,
+    )
     store = Store(settings.db_url)
     inventory = Inventory(settings.inventory)
     catalog = Catalog(settings.catalog, registry=inventory.registry)
@@ -64,6 +71,7 @@ def run_check(drift: DriftService) -> Any:
     def analyzed() -> bool:
         with drift.store.session() as s:
             return bool(s.get(DriftRun, job.id).analyzed_at)
+
     wait_until(analyzed, 60, "the drift result")
     [state] = [st for st in drift.states() if st.host == HOST]
     return done, state
@@ -78,12 +86,18 @@ def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_make
     assert job.status == "successful", job.reason
     assert state.state == "clean", f"phantom drift on a freshly converged host: {sorted(names(state))} {state.reason}"
 
-    in_host(HOST, "\n".join([
-        "echo 'MaxSessions 99' >> /etc/ssh/sshd_config.d/00-homelab-hardening.conf",  # a managed config file edited
-        "docker stop caddy >/dev/null",                                                 # a service container stopped
-        "sysctl -qw net.ipv4.tcp_syncookies=0",                                         # a managed kernel parameter changed
-        "rm /home/labadmin/.ssh/authorized_keys",                                       # the admin's key removed
-    ]))
+    in_host(
+        HOST,
+        "\n".join(
+            [
+                # a managed config file edited
+                "echo 'MaxSessions 99' >> /etc/ssh/sshd_config.d/00-homelab-hardening.conf",
+                "docker stop caddy >/dev/null",  # a service container stopped
+                "sysctl -qw net.ipv4.tcp_syncookies=0",  # a managed kernel parameter changed
+                "rm /home/labadmin/.ssh/authorized_keys",  # the admin's key removed
+            ]
+        ),
+    )
     job, state = run_check(drift)
     assert state.state == "drifted", (state.state, state.reason)
     found = names(state)
@@ -109,9 +123,14 @@ def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_make
     def recheck() -> int | None:
         with drift.store.session() as s:
             return s.scalar(select(Job.id).join(DriftRun, DriftRun.job_id == Job.id).where(Job.id > fix.id))
+
     recheck_id = wait_until(recheck, 60, "the re-check after the fix")
     drift.engine.wait(recheck_id, 600)
-    wait_until(lambda: next(st for st in drift.states() if st.host == HOST).last_job_id == recheck_id, 60, "the re-check's result")
+    wait_until(
+        lambda: next(st for st in drift.states() if st.host == HOST).last_job_id == recheck_id,
+        60,
+        "the re-check's result",
+    )
     state = next(st for st in drift.states() if st.host == HOST)
     assert state.state == "clean", f"still drifted after the fix: {sorted(names(state))} {state.reason}"
     assert "running" in in_host(HOST, "docker inspect -f '{{.State.Status}}' caddy")

@@ -11,18 +11,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
-from drift_helpers import PY, ROOT, wait_until, write_schedules
 from sqlalchemy import func, select
 
 from homelab.catalog import Catalog
 from homelab.drift import DriftService
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
-from homelab.scheduler import LEASE, DriftScheduler
-from homelab.schedules import Schedules
+from homelab.schedule.definitions import Schedules
+from homelab.schedule.runner import LEASE, Scheduler
 from homelab.settings import Settings
 from homelab.store import DriftResult, DriftRun, Job, SchedulerLease, Store
+
+from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
+from drift_helpers import PY, ROOT, wait_until, write_schedules
 
 
 def _lease(store: Store) -> SchedulerLease | None:
@@ -33,14 +34,24 @@ def _lease(store: Store) -> SchedulerLease | None:
 def _scheduled_runs(store: Store) -> list[tuple[int, int | None]]:
     """(job id, pid of the server that ran it) of every check the schedule started."""
     with store.session() as s:
-        return [(j.id, j.server_pid) for j in s.scalars(
-            select(Job).join(DriftRun, DriftRun.job_id == Job.id).where(DriftRun.schedule_id == "fast", Job.source == "schedule")
-            .order_by(Job.id))]
+        return [
+            (j.id, j.server_pid)
+            for j in s.scalars(
+                select(Job)
+                .join(DriftRun, DriftRun.job_id == Job.id)
+                .where(DriftRun.schedule_id == "fast", Job.source == "schedule")
+                .order_by(Job.id)
+            )
+        ]
 
 
-def test_an_interval_schedule_fires_in_exactly_one_of_two_servers_and_fails_over(drift_settings: Settings, server_factory: Any) -> None:
+def test_an_interval_schedule_fires_in_exactly_one_of_two_servers_and_fails_over(
+    drift_settings: Settings, server_factory: Any
+) -> None:
     settings = replace(drift_settings, scheduler=True)
-    write_schedules(settings.schedules, [{"id": "fast", "playbook": "files-check", "interval": "6s", "limit": "alpha,beta"}])
+    write_schedules(
+        settings.schedules, [{"id": "fast", "playbook": "files-check", "interval": "6s", "limit": "alpha,beta"}]
+    )
     env = {"HOMELAB_SCHEDULES": str(settings.schedules), "HOMELAB_SCHEDULER_LEASE_SECONDS": "6"}
     first = server_factory(settings, extra_env=env).start()
     second = server_factory(settings, extra_env=env).start()
@@ -55,8 +66,16 @@ def test_an_interval_schedule_fires_in_exactly_one_of_two_servers_and_fails_over
 
     def stored() -> bool:
         with store.session() as s:
-            return s.scalar(select(func.count()).select_from(DriftResult).join(DriftRun, DriftRun.job_id == DriftResult.job_id)
-                            .where(DriftRun.schedule_id == "fast")) >= 2
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(DriftResult)
+                    .join(DriftRun, DriftRun.job_id == DriftResult.job_id)
+                    .where(DriftRun.schedule_id == "fast")
+                )
+                >= 2
+            )
+
     wait_until(stored, 90, "a stored result of the scheduled check")
     wait_until(lambda: len(_scheduled_runs(store)) >= 3, 120, "three scheduled checks")
     runs = _scheduled_runs(store)
@@ -70,35 +89,63 @@ def test_an_interval_schedule_fires_in_exactly_one_of_two_servers_and_fails_over
     leader, other = (first, second) if first.proc.pid == leader_pid else (second, first)
     seen = len(runs)
     leader.stop()
-    wait_until(lambda: _lease(store) and _lease(store).holder.split(":")[1] == str(other.proc.pid), 60, "the other server to take over")
-    wait_until(lambda: any(pid == other.proc.pid for _, pid in _scheduled_runs(store)[seen:]), 90, "a check scheduled by the new leader")
+    wait_until(
+        lambda: _lease(store) and _lease(store).holder.split(":")[1] == str(other.proc.pid),
+        60,
+        "the other server to take over",
+    )
+    wait_until(
+        lambda: any(pid == other.proc.pid for _, pid in _scheduled_runs(store)[seen:]),
+        90,
+        "a check scheduled by the new leader",
+    )
 
     # The CLI talks to the running server: status and the schedules with their next run.
-    cli_env = {"HOMELAB_URL": other.url, "HOMELAB_VAR_DIR": str(settings.var_dir), "PYTHONPATH": str(ROOT / "webui"),
-               "PATH": str(Path(PY).parent) + ":/usr/bin:/bin"}
-    out = subprocess.run([PY, "-m", "homelab", "drift", "schedules"], env=cli_env, capture_output=True, text=True, timeout=60)
+    cli_env = {
+        "HOMELAB_URL": other.url,
+        "HOMELAB_VAR_DIR": str(settings.var_dir),
+        "PYTHONPATH": str(ROOT / "webui"),
+        "PATH": str(Path(PY).parent) + ":/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [PY, "-m", "homelab", "drift", "schedules"], env=cli_env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "fast" in out.stdout and "every 6s" in out.stdout, out.stdout + out.stderr
-    out = subprocess.run([PY, "-m", "homelab", "drift", "status"], env=cli_env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [PY, "-m", "homelab", "drift", "status"], env=cli_env, capture_output=True, text=True, timeout=60
+    )
     assert "alpha" in out.stdout and "files-check" in out.stdout, out.stdout + out.stderr
-    out = subprocess.run([PY, "-m", "homelab", "drift", "check", "files-check", "-l", "beta"], env=cli_env,
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [PY, "-m", "homelab", "drift", "check", "files-check", "-l", "beta"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     # Nothing converged the files yet: beta has drifted, and the CLI names the task.
-    assert out.returncode == 0 and "beta: drifted" in out.stdout and "would change: Write the managed config" in out.stdout, \
-        out.stdout + out.stderr[-2000:]
+    assert (
+        out.returncode == 0 and "beta: drifted" in out.stdout and "would change: Write the managed config" in out.stdout
+    ), out.stdout + out.stderr[-2000:]
 
 
-def _scheduler(settings: Settings) -> tuple[DriftScheduler, JobEngine]:
+def _scheduler(settings: Settings) -> tuple[Scheduler, JobEngine]:
     store = Store(settings.db_url)
     inventory = Inventory(settings.inventory)
     catalog = Catalog(settings.catalog, registry=inventory.registry)
     engine = JobEngine(settings, store, catalog, inventory)
     engine.start()
     drift = DriftService(settings, store, catalog, inventory, engine)
-    return DriftScheduler(store, Schedules(settings.schedules, catalog, inventory), drift, lease_seconds=6, tick=0.5), engine
+    scheduler = Scheduler(
+        store, Schedules(settings.schedules, catalog, inventory), engine.wait, lease_seconds=6, tick=0.5
+    )
+    scheduler.register("check", drift.check_schedule)
+    return scheduler, engine
 
 
 def test_a_run_missed_while_no_scheduler_ran_fires_once_when_one_starts(drift_settings: Settings) -> None:
-    write_schedules(drift_settings.schedules, [{"id": "fast", "playbook": "files-check", "interval": "1h", "limit": "alpha"}])
+    write_schedules(
+        drift_settings.schedules, [{"id": "fast", "playbook": "files-check", "interval": "1h", "limit": "alpha"}]
+    )
     sched, engine = _scheduler(drift_settings)
     sched.start()
     wait_until(lambda: sched.next_runs().get("fast"), 30, "the schedule in the job store")
@@ -109,6 +156,7 @@ def test_a_run_missed_while_no_scheduler_ran_fires_once_when_one_starts(drift_se
 
     # Pretend the server was down for three intervals: the persisted next run is 3 h in the past.
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
     js = SQLAlchemyJobStore(engine=store.engine, tablename="apscheduler_jobs")
     js.start(None, "default")
     job = js.lookup_job("fast")
@@ -130,15 +178,30 @@ def test_a_run_missed_while_no_scheduler_ran_fires_once_when_one_starts(drift_se
 
 
 def test_schedules_are_edited_in_the_web_ui_validated_written_back_and_audited(web: Any, drift_app: Any) -> None:
-    from drift_helpers import csrf_from
     from homelab.store import AuditEntry
+
+    from drift_helpers import csrf_from
+
     h = drift_app.extensions["homelab"]
     path = h.schedules.path
     page = web.get("/drift/schedules").get_data(as_text=True)
     token = csrf_from(page)
-    form = {"csrf_token": token, "rows": "1",
-            "id-0": "files-hourly", "playbook-0": "files", "kind-0": "cron", "when-0": "15 3 * * 1", "limit-0": "alpha", "enabled-0": "1",
-            "id-1": "files-often", "playbook-1": "files-check", "kind-1": "interval", "when-1": "30m", "limit-1": "", "enabled-1": "1"}
+    form = {
+        "csrf_token": token,
+        "rows": "1",
+        "id-0": "files-hourly",
+        "playbook-0": "files",
+        "kind-0": "cron",
+        "when-0": "15 3 * * 1",
+        "limit-0": "alpha",
+        "enabled-0": "1",
+        "id-1": "files-often",
+        "playbook-1": "files-check",
+        "kind-1": "interval",
+        "when-1": "30m",
+        "limit-1": "",
+        "enabled-1": "1",
+    }
     r = web.post("/drift/schedules", data=form)
     assert r.status_code == 302, r.get_data(as_text=True)[:3000]
     saved = {s.id: s for s in h.schedules.load()}
@@ -163,7 +226,12 @@ def test_schedules_are_edited_in_the_web_ui_validated_written_back_and_audited(w
     assert [r.outcome.startswith("refused") for r in rows[1:]] == [True, True, True]
 
     # Delete one row: the file loses it.
-    r = web.post("/drift/schedules", data=dict(form, **{"delete-1": "1", "csrf_token": csrf_from(web.get("/drift/schedules").get_data(as_text=True))}))
+    r = web.post(
+        "/drift/schedules",
+        data=dict(
+            form, **{"delete-1": "1", "csrf_token": csrf_from(web.get("/drift/schedules").get_data(as_text=True))}
+        ),
+    )
     assert r.status_code == 302 and [s.id for s in h.schedules.load()] == ["files-hourly"]
     api = web.get("/api/v1/drift/schedules").get_json()
     assert [s["id"] for s in api["schedules"]] == ["files-hourly"] and json.dumps(api)

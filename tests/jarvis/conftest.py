@@ -8,14 +8,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, Receiver, csrf_from, write_rules
-
 from homelab.catalog import Catalog
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.notify import Notifier
 from homelab.settings import Settings
 from homelab.store import Store
+
+from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, Receiver, csrf_from, write_rules
 
 
 @pytest.fixture
@@ -35,15 +35,27 @@ def build(tmp_path: Path, box: Box, receiver: Receiver) -> Iterator[Any]:
     """build(rules, safety, checks, start_worker=False, **JarvisSettings) -> a Jarvis on a real engine."""
     from jarvis.config import JarvisSettings
     from jarvis.service import Jarvis
+
     made: list[Any] = []
 
-    def make(rules: list[dict[str, Any]] = (), safety: dict[str, Any] | None = None, checks: dict[str, Any] | None = None,
-             start_worker: bool = False, **js: Any) -> Any:
+    def make(
+        rules: list[dict[str, Any]] = (),
+        safety: dict[str, Any] | None = None,
+        checks: dict[str, Any] | None = None,
+        start_worker: bool = False,
+        **js: Any,
+    ) -> Any:
         n = len(made)
         var = tmp_path / f"var{n}"
         var.mkdir()
-        settings = Settings.from_env({"HOMELAB_VAR_DIR": str(var), "HOMELAB_INVENTORY": str(box.inventory),
-                                      "HOMELAB_CATALOG": str(CATALOG), "HOMELAB_SCHEDULER": "0"})
+        settings = Settings.from_env(
+            {
+                "HOMELAB_VAR_DIR": str(var),
+                "HOMELAB_INVENTORY": str(box.inventory),
+                "HOMELAB_CATALOG": str(CATALOG),
+                "HOMELAB_SCHEDULER": "0",
+            }
+        )
         store = Store(settings.db_url)
         inventory = Inventory(settings.inventory)
         catalog = Catalog(settings.catalog, registry=inventory.registry)
@@ -51,8 +63,15 @@ def build(tmp_path: Path, box: Box, receiver: Receiver) -> Iterator[Any]:
         engine.start()
         path = write_rules(tmp_path / f"rules{n}.yml", list(rules), safety, checks)
         notifier = Notifier(urls={"webhook": receiver.url + "/hook"})
-        j = Jarvis(settings, store, catalog, inventory, engine, notifier,
-                   JarvisSettings(rules_path=path, **{"api_key": "", **js}))
+        j = Jarvis(
+            settings,
+            store,
+            catalog,
+            inventory,
+            engine,
+            notifier,
+            JarvisSettings(rules_path=path, **{"api_key": "", **js}),
+        )
         assert not j.rules_error, j.rules_error
         if start_worker:
             j.start()
@@ -69,6 +88,7 @@ def build(tmp_path: Path, box: Box, receiver: Receiver) -> Iterator[Any]:
 def web_app(tmp_path: Path, box: Box, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The real app (create_app) with Jarvis on the box, its worker running; rules in tmp_path/rules.yml."""
     from homelab.web import create_app, stop_app
+
     var = tmp_path / "var-web"
     var.mkdir()
     rules = tmp_path / "rules.yml"
@@ -80,9 +100,15 @@ def web_app(tmp_path: Path, box: Box, receiver: Receiver, monkeypatch: pytest.Mo
     monkeypatch.setenv("HOMELAB_NOTIFY_WEBHOOK_URL", receiver.url + "/hook")
     for k in ("OPENAI_API_KEY", "HOMELAB_JARVIS_OPENAI_API_KEY", "OPENAI_BASE_URL", "HOMELAB_JARVIS_OPENAI_BASE_URL"):
         monkeypatch.delenv(k, raising=False)
-    settings = Settings.from_env({"HOMELAB_VAR_DIR": str(var), "HOMELAB_INVENTORY": str(box.inventory),
-                                  "HOMELAB_CATALOG": str(CATALOG), "HOMELAB_SCHEDULER": "0",
-                                  "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml")})
+    settings = Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_INVENTORY": str(box.inventory),
+            "HOMELAB_CATALOG": str(CATALOG),
+            "HOMELAB_SCHEDULER": "0",
+            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+        }
+    )
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
@@ -104,6 +130,7 @@ def web(web_app: Any) -> Any:
 @pytest.fixture
 def fake_llm() -> Iterator[Any]:
     from jarvis_helpers import FakeOpenAI
+
     server = FakeOpenAI()
     yield server
     server.close()

@@ -14,11 +14,12 @@ from typing import Any
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+from homelab.testing.server import ADMIN_PASSWORD, PY, ServerProcess, csrf_from, free_port, wait_until  # noqa: F401
+
 from drift_helpers import Receiver  # noqa: F401
 
-from homelab.testing.server import ADMIN_PASSWORD, PY, ServerProcess, csrf_from, free_port, wait_until  # noqa: F401
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 
 CATALOG = HERE / "catalog.yml"
 
@@ -49,17 +50,35 @@ class Box:
         self.write_inventory()
 
     def write_inventory(self, extra: dict[str, Any] | None = None) -> None:
-        hostvars = {"ansible_connection": "local", "ansible_python_interpreter": PY, "jarvis_diag_docker": False,
-                    "jarvis_diag_git_status": str(self.git_status), "jarvis_diag_backup_status": str(self.backup_status),
-                    "jarvis_diag_ddclient_cache": str(self.ddclient_cache), **(extra or {})}
+        hostvars = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": PY,
+            "jarvis_diag_docker": False,
+            "jarvis_diag_git_status": str(self.git_status),
+            "jarvis_diag_backup_status": str(self.backup_status),
+            "jarvis_diag_ddclient_cache": str(self.ddclient_cache),
+            **(extra or {}),
+        }
         inv = {"all": {"children": {"homelab": {"hosts": {h: dict(hostvars) for h in self.hosts}}}}}
         self.inventory.write_text(yaml.safe_dump(inv))
 
     def write_git_status(self, **repo: Any) -> None:
         t = iso(now())
-        data = {"updated_at": t, "repos": {"site": {"path": str(self.repo), "last_attempt": t, "last_success": t,
-                                                     "last_error": "", "consecutive_failures": 0, "next_attempt_after": t,
-                                                     "head": "0" * 40, **repo}}}
+        data = {
+            "updated_at": t,
+            "repos": {
+                "site": {
+                    "path": str(self.repo),
+                    "last_attempt": t,
+                    "last_success": t,
+                    "last_error": "",
+                    "consecutive_failures": 0,
+                    "next_attempt_after": t,
+                    "head": "0" * 40,
+                    **repo,
+                }
+            },
+        }
         self.git_status.write_text(json.dumps(data))
 
     def stale_lock(self, name: str = "index.lock", minutes: float = 30) -> Path:
@@ -72,8 +91,17 @@ class Box:
 
     def backup(self, status: str = "ok", age_hours: float = 1, error: str = "") -> None:
         t = iso(now() - dt.timedelta(hours=age_hours))
-        self.backup_status.write_text(json.dumps({"last_attempt": t, "last_success": t if status == "ok" else iso(now() - dt.timedelta(days=3)),
-                                                  "status": status, "error": error, "path": "/srv/backup/x"}))
+        self.backup_status.write_text(
+            json.dumps(
+                {
+                    "last_attempt": t,
+                    "last_success": t if status == "ok" else iso(now() - dt.timedelta(days=3)),
+                    "status": status,
+                    "error": error,
+                    "path": "/srv/backup/x",
+                }
+            )
+        )
 
     def ddclient(self, status: str = "good", ip: str = "203.0.113.7", name: str = "home.example.org") -> None:
         t = int(time.time())
@@ -81,19 +109,28 @@ class Box:
             "## ddclient-3.11.2\n"
             f"## last updated at Thu Nov 26 10:00:00 2026 ({t})\n"
             f"atime=0,backupmx=0,ip={ip},ipv4={ip},mtime={t},mx=,protocol=cloudflare,status={status},"
-            f"status-ipv4={status},warned-min-error-interval=0,wildcard=0,wtime=30 {name}\n")
+            f"status-ipv4={status},warned-min-error-interval=0,wildcard=0,wtime=30 {name}\n"
+        )
 
 
 # The tests' localhost is this machine: its load, memory and disk are not the test's to judge.
-QUIET_HOST = {"load_per_cpu_warn": 10000, "disk_warn_percent": 101, "disk_critical_percent": 101, "memory_warn_percent": 101}
+QUIET_HOST = {
+    "load_per_cpu_warn": 10000,
+    "disk_warn_percent": 101,
+    "disk_critical_percent": 101,
+    "memory_warn_percent": 101,
+}
 
 
-def write_rules(path: Path, rules: list[dict[str, Any]], safety: dict[str, Any] | None = None,
-                checks: dict[str, Any] | None = None) -> Path:
+def write_rules(
+    path: Path, rules: list[dict[str, Any]], safety: dict[str, Any] | None = None, checks: dict[str, Any] | None = None
+) -> Path:
     checks = dict(checks or {})
     checks["host"] = {**QUIET_HOST, **(checks.get("host") or {})}
     checks.setdefault("from_inventory", False)  # network checks only where a test points them (loopback, its lab host)
-    path.write_text("---\n" + yaml.safe_dump({"rules": rules, "safety": safety or {}, "checks": checks}, sort_keys=False))
+    path.write_text(
+        "---\n" + yaml.safe_dump({"rules": rules, "safety": safety or {}, "checks": checks}, sort_keys=False)
+    )
     return path
 
 
@@ -104,6 +141,7 @@ class FakeOpenAI:
     def __init__(self) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
         self.script: list[Any] = []
         self.requests: list[dict[str, Any]] = []
         outer = self
@@ -117,21 +155,40 @@ class FakeOpenAI:
                     self.send_response(reply)
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
-                    self.wfile.write(json.dumps({"error": {"message": "scripted failure", "type": "server_error"}}).encode())
+                    self.wfile.write(
+                        json.dumps({"error": {"message": "scripted failure", "type": "server_error"}}).encode()
+                    )
                     return
                 if isinstance(reply, str):
                     message = {"role": "assistant", "content": reply}
                     finish = "stop"
                 else:
-                    message = {"role": "assistant", "content": None, "tool_calls": [
-                        {"id": f"call_{i}", "type": "function",
-                         "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
-                        for i, (name, args) in enumerate(reply)]}
+                    message = {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": f"call_{i}",
+                                "type": "function",
+                                "function": {
+                                    "name": name,
+                                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                                },
+                            }
+                            for i, (name, args) in enumerate(reply)
+                        ],
+                    }
                     finish = "tool_calls"
-                out = json.dumps({"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()),
-                                  "model": body.get("model", ""), "choices": [{"index": 0, "message": message,
-                                                                               "finish_reason": finish, "logprobs": None}],
-                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                out = json.dumps(
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": body.get("model", ""),
+                        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
@@ -161,40 +218,67 @@ def make_ca(directory: Path, name: str = "Jarvis Test CA") -> tuple[Any, Any, Pa
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     t = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(t - dt.timedelta(days=1))
-            .not_valid_after(t + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(t - dt.timedelta(days=1))
+        .not_valid_after(t + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     path = directory / f"{name.replace(' ', '-')}.pem"
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key, cert, path
 
 
-def make_leaf(ca: tuple[Any, Any, Path], domain: str, days: float, cert_path: Path, key_path: Path,
-              not_before_days: float = 30) -> None:
+def make_leaf(
+    ca: tuple[Any, Any, Path], domain: str, days: float, cert_path: Path, key_path: Path, not_before_days: float = 30
+) -> None:
     """A server certificate for domain signed by ca, valid until now + days (negative: expired)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     ca_key, ca_cert, _ = ca
     key = ec.generate_private_key(ec.SECP256R1())
     t = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(t - dt.timedelta(days=not_before_days)).not_valid_after(t + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(t - dt.timedelta(days=not_before_days))
+        .not_valid_after(t + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -206,6 +290,7 @@ class TLSServer:
         import socket
         import ssl
         import threading
+
         self.cert, self.key = cert, key
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -246,6 +331,7 @@ class DNSServer:
     def __init__(self, records: dict[str, list[str]], silent: bool = False) -> None:
         import socket
         import threading
+
         self.records = records
         self.queries: list[str] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -258,6 +344,7 @@ class DNSServer:
             import dns.rcode
             import dns.rdatatype
             import dns.rrset
+
             while True:
                 try:
                     data, peer = self.sock.recvfrom(4096)

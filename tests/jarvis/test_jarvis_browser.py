@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, ServerProcess, write_rules
 
 from homelab.settings import Settings
+
+from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, ServerProcess, write_rules
 
 CHROMIUM = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 pytestmark = [pytest.mark.browser]
@@ -23,24 +24,39 @@ pytestmark = [pytest.mark.browser]
 @pytest.fixture
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         yield b
         b.close()
 
 
-def test_a_person_approves_a_fix_on_the_jarvis_page_and_sees_a_chat_proposal(tmp_path: Path, box: Box, browser: Any,
-                                                                              fake_llm: Any) -> None:
+def test_a_person_approves_a_fix_on_the_jarvis_page_and_sees_a_chat_proposal(
+    tmp_path: Path, box: Box, browser: Any, fake_llm: Any
+) -> None:
     box.backup("failed", error="disk full")
-    rules = write_rules(tmp_path / "rules.yml", [{"id": "backup", "codes": ["backup.failed"], "playbook": "mark_backup_ok",
-                                                  "mode": "approve"}])
+    rules = write_rules(
+        tmp_path / "rules.yml",
+        [{"id": "backup", "codes": ["backup.failed"], "playbook": "mark_backup_ok", "mode": "approve"}],
+    )
     var = tmp_path / "var"
     var.mkdir()
-    settings = Settings.from_env({"HOMELAB_VAR_DIR": str(var), "HOMELAB_INVENTORY": str(box.inventory), "HOMELAB_CATALOG": str(CATALOG)})
-    server = ServerProcess(settings, extra_env={"HOMELAB_JARVIS_RULES": str(rules), "HOMELAB_SCHEDULER": "0",
-                                                "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-                                                "OPENAI_API_KEY": "sk-browser-test-key", "OPENAI_BASE_URL": fake_llm.url,
-                                                "PYTHONPATH": f"{CATALOG.parents[2] / 'webui'}{os.pathsep}{CATALOG.parents[2]}"})
+    settings = Settings.from_env(
+        {"HOMELAB_VAR_DIR": str(var), "HOMELAB_INVENTORY": str(box.inventory), "HOMELAB_CATALOG": str(CATALOG)}
+    )
+    server = ServerProcess(
+        settings,
+        extra_env={
+            "HOMELAB_JARVIS_RULES": str(rules),
+            "HOMELAB_SCHEDULER": "0",
+            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+            "OPENAI_API_KEY": "sk-browser-test-key",
+            "OPENAI_BASE_URL": fake_llm.url,
+            "PYTHONPATH": f"{CATALOG.parents[2] / 'webui'}{os.pathsep}{CATALOG.parents[2]}",
+        },
+    )
     server.start()
     try:
         page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
@@ -61,8 +77,10 @@ def test_a_person_approves_a_fix_on_the_jarvis_page_and_sees_a_chat_proposal(tmp
         assert '"status": "ok"' in card.locator("pre.diff").inner_text(), "the check-mode diff is shown"
         assert page.locator('#jarvis-findings tr[data-code="backup.failed"]').count() == 1
         wide = page.evaluate("""[...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll') && e.getBoundingClientRect().right > window.innerWidth + 1)
-            .map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)""")
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), f"page scrolls sideways on a phone: {wide}"
+            .map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)""")  # noqa: E501
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
+            f"page scrolls sideways on a phone: {wide}"
+        )
 
         card.locator("button[data-approve]").click()
         for _ in range(120):
@@ -73,10 +91,25 @@ def test_a_person_approves_a_fix_on_the_jarvis_page_and_sees_a_chat_proposal(tmp
         assert "approved by admin" in page.inner_text("#jarvis-history")
         assert json.loads(box.backup_status.read_text())["status"] == "ok"
 
-        fake_llm.script = [[("propose_playbook", {"playbook": "noop", "params": {"service": "caddy"}, "limit": "alpha",
-                                                  "reason": "caddy looked stuck"})], "Approve it if you agree."]
+        fake_llm.script = [
+            [
+                (
+                    "propose_playbook",
+                    {
+                        "playbook": "noop",
+                        "params": {"service": "caddy"},
+                        "limit": "alpha",
+                        "reason": "caddy looked stuck",
+                    },
+                )
+            ],
+            "Approve it if you agree.",
+        ]
         page.goto(server.url + "/jarvis/chat")
-        assert "model gpt-4o-mini at 127.0.0.1" in page.inner_text("#llm-mode") and page.locator("#rules-only").count() == 0
+        assert (
+            "model gpt-4o-mini at 127.0.0.1" in page.inner_text("#llm-mode")
+            and page.locator("#rules-only").count() == 0
+        )
         page.fill("#message", "caddy is slow")
         page.click("#send")
         page.wait_for_selector("[data-proposal]")

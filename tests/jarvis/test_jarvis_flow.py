@@ -10,14 +10,20 @@ import json
 from typing import Any
 
 import pytest
-from jarvis_helpers import Box
 from sqlalchemy import select
 
 from homelab.catalog import ValidationError
 from homelab.store import AuditEntry, Job
 
-LOCK_RULE = {"id": "locks", "codes": ["gitsync.stale_lock"], "playbook": "clear_git_locks",
-             "params": {"max_age_minutes": "{max_age_minutes}"}, "mode": "auto"}
+from jarvis_helpers import Box
+
+LOCK_RULE = {
+    "id": "locks",
+    "codes": ["gitsync.stale_lock"],
+    "playbook": "clear_git_locks",
+    "params": {"max_age_minutes": "{max_age_minutes}"},
+    "mode": "auto",
+}
 
 
 def jobs(j: Any) -> list[Job]:
@@ -39,7 +45,9 @@ def finding(j: Any, code: str) -> Any:
     return rows[0]
 
 
-def test_a_stale_git_lock_is_found_cleared_through_the_catalog_verified_and_resolved_with_an_audit_trail(build: Any, box: Box) -> None:
+def test_a_stale_git_lock_is_found_cleared_through_the_catalog_verified_and_resolved_with_an_audit_trail(
+    build: Any, box: Box
+) -> None:
     lock = box.stale_lock(minutes=30)
     fresh = box.stale_lock("config.lock", minutes=1)  # younger than the limit: not stale, not touched
     j = build([LOCK_RULE])
@@ -56,11 +64,19 @@ def test_a_stale_git_lock_is_found_cleared_through_the_catalog_verified_and_reso
     ran = {jb.id: jb for jb in jobs(j)}
     # diagnose, the remediation, the verification diagnose: all catalog jobs of the one engine, source jarvis
     assert [(jb.playbook, jb.source, jb.status) for jb in ran.values()] == [
-        ("diagnose", "jarvis", "successful"), ("clear_git_locks", "jarvis", "successful"), ("diagnose", "jarvis", "successful")]
+        ("diagnose", "jarvis", "successful"),
+        ("clear_git_locks", "jarvis", "successful"),
+        ("diagnose", "jarvis", "successful"),
+    ]
     assert a.job_id in ran and a.verify_job_id in ran and ran[a.verify_job_id].playbook == "diagnose"
     trail = [(e.action, e.outcome.split(":")[0]) for e in audit(j) if e.action.startswith("jarvis.")]
-    assert trail == [("jarvis.finding", "open"), ("jarvis.decision", "remediating (rule locks, auto)"),
-                     ("jarvis.run", "started"), ("jarvis.finding", "resolved"), ("jarvis.outcome", "resolved")], trail
+    assert trail == [
+        ("jarvis.finding", "open"),
+        ("jarvis.decision", "remediating (rule locks, auto)"),
+        ("jarvis.run", "started"),
+        ("jarvis.finding", "resolved"),
+        ("jarvis.outcome", "resolved"),
+    ], trail
 
     # a second cycle: nothing open, nothing runs
     j.cycle("test")
@@ -98,8 +114,18 @@ def test_approve_mode_waits_with_the_check_mode_diff_and_runs_only_after_approva
 
 def test_a_rejected_proposal_never_runs_and_is_not_proposed_again_within_the_throttle(build: Any, box: Box) -> None:
     box.backup("failed")
-    j = build([{"id": "backup", "codes": ["backup.failed"], "playbook": "mark_backup_ok", "mode": "approve", "throttle": "1h",
-                "check_first": False}])
+    j = build(
+        [
+            {
+                "id": "backup",
+                "codes": ["backup.failed"],
+                "playbook": "mark_backup_ok",
+                "mode": "approve",
+                "throttle": "1h",
+                "check_first": False,
+            }
+        ]
+    )
     j.cycle("test")
     [a] = j.actions()
     assert a.status == "pending" and a.check_job_id is None
@@ -111,10 +137,22 @@ def test_a_rejected_proposal_never_runs_and_is_not_proposed_again_within_the_thr
     assert json.loads(box.backup_status.read_text())["status"] == "failed"
 
 
-def test_a_remediation_that_does_not_fix_escalates_once_notifies_and_never_loops(build: Any, box: Box, receiver: Any) -> None:
+def test_a_remediation_that_does_not_fix_escalates_once_notifies_and_never_loops(
+    build: Any, box: Box, receiver: Any
+) -> None:
     box.backup("failed")
-    j = build([{"id": "pretend", "codes": ["backup.failed"], "playbook": "noop", "params": {"service": "backup"},
-                "mode": "auto", "throttle": "0s"}])
+    j = build(
+        [
+            {
+                "id": "pretend",
+                "codes": ["backup.failed"],
+                "playbook": "noop",
+                "params": {"service": "backup"},
+                "mode": "auto",
+                "throttle": "0s",
+            }
+        ]
+    )
     j.cycle("test")
     [a] = j.actions()
     assert a.status == "escalated" and "still there" in a.reason, a.as_dict()
@@ -139,8 +177,19 @@ def test_a_remediation_that_does_not_fix_escalates_once_notifies_and_never_loops
 
 def test_a_rule_that_keeps_failing_trips_the_breaker_alerts_and_stops(build: Any, box: Box, receiver: Any) -> None:
     box.backup("failed")
-    j = build([{"id": "hopeless", "codes": ["backup.failed"], "playbook": "always_fail", "params": {"service": "backup"},
-                "mode": "auto", "throttle": "0s"}], safety={"breaker": {"failures": 2, "window": "1h"}})
+    j = build(
+        [
+            {
+                "id": "hopeless",
+                "codes": ["backup.failed"],
+                "playbook": "always_fail",
+                "params": {"service": "backup"},
+                "mode": "auto",
+                "throttle": "0s",
+            }
+        ],
+        safety={"breaker": {"failures": 2, "window": "1h"}},
+    )
     # each failure escalates the finding (no loop); a person resolving it lets Jarvis try again
     for _ in range(2):
         j.cycle("test")
@@ -179,20 +228,43 @@ def test_throttle_holds_a_rule_back_on_the_same_target(build: Any, box: Box) -> 
 def test_the_global_rate_limit_caps_actions_per_minute(build: Any, box: Box) -> None:
     box.stale_lock()
     box.backup("failed")
-    j = build([LOCK_RULE, {"id": "backup", "codes": ["backup.failed"], "playbook": "mark_backup_ok", "mode": "auto",
-                           "check_first": False}], safety={"rate_limit_per_minute": 1})
+    j = build(
+        [
+            LOCK_RULE,
+            {
+                "id": "backup",
+                "codes": ["backup.failed"],
+                "playbook": "mark_backup_ok",
+                "mode": "auto",
+                "check_first": False,
+            },
+        ],
+        safety={"rate_limit_per_minute": 1},
+    )
     j.cycle("test")
     started = [a for a in j.actions() if a.started_at]
     assert len(started) == 1, [a.as_dict() for a in j.actions()]
     other = [r for r in j.findings() if r.status == "open"]
-    assert len(other) == 1 and other[0].decision.startswith("rate limited: 1 actions started in the last minute (limit 1)")
+    assert len(other) == 1 and other[0].decision.startswith(
+        "rate limited: 1 actions started in the last minute (limit 1)"
+    )
 
 
 def test_nothing_runs_in_a_maintenance_window_but_findings_are_recorded(build: Any, box: Box) -> None:
     box.stale_lock()
     now = dt.datetime.now(dt.timezone.utc)
-    j = build([LOCK_RULE], safety={"maintenance": [{"from": (now - dt.timedelta(minutes=5)).isoformat(),
-                                                    "until": (now + dt.timedelta(hours=1)).isoformat(), "reason": "moving"}]})
+    j = build(
+        [LOCK_RULE],
+        safety={
+            "maintenance": [
+                {
+                    "from": (now - dt.timedelta(minutes=5)).isoformat(),
+                    "until": (now + dt.timedelta(hours=1)).isoformat(),
+                    "reason": "moving",
+                }
+            ]
+        },
+    )
     j.cycle("test")
     assert j.actions() == []
     f = finding(j, "gitsync.stale_lock")
@@ -202,11 +274,17 @@ def test_nothing_runs_in_a_maintenance_window_but_findings_are_recorded(build: A
 
 def test_a_rule_naming_a_playbook_outside_the_catalog_never_runs(build: Any, box: Box) -> None:
     box.stale_lock()
-    j = build([{**LOCK_RULE, "playbook": "ops/../../bin/sh"}, ])
+    j = build(
+        [
+            {**LOCK_RULE, "playbook": "ops/../../bin/sh"},
+        ]
+    )
     j.cycle("test")
     assert j.actions() == [] and [jb.playbook for jb in jobs(j)] == ["diagnose"]
     assert finding(j, "gitsync.stale_lock").decision == "refused: playbook 'ops/../../bin/sh' is not in the catalog"
-    assert [e.outcome for e in audit(j, "jarvis.decision")] == ["refused: playbook 'ops/../../bin/sh' is not in the catalog"]
+    assert [e.outcome for e in audit(j, "jarvis.decision")] == [
+        "refused: playbook 'ops/../../bin/sh' is not in the catalog"
+    ]
 
 
 def test_an_unreachable_host_is_a_finding_and_its_other_findings_stay_open(build: Any, box: Box, tmp_path: Any) -> None:
@@ -214,8 +292,14 @@ def test_an_unreachable_host_is_a_finding_and_its_other_findings_stay_open(build
     j = build([{**LOCK_RULE, "mode": "off"}])
     j.cycle("test")
     assert finding(j, "gitsync.stale_lock").decision == "reported only: rule locks is off"
-    box.write_inventory({"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9,
-                         "ansible_ssh_common_args": "-o ConnectTimeout=3 -o StrictHostKeyChecking=no"})
+    box.write_inventory(
+        {
+            "ansible_connection": "ssh",
+            "ansible_host": "127.0.0.1",
+            "ansible_port": 9,
+            "ansible_ssh_common_args": "-o ConnectTimeout=3 -o StrictHostKeyChecking=no",
+        }
+    )
     d = j.cycle("test")
     assert [f.code for f in d.findings] == ["host.unreachable"] and "unreachable" in d.findings[0].summary
     assert finding(j, "gitsync.stale_lock").status == "open", "an unknown host must not resolve its findings"

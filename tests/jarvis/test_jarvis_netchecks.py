@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jarvis_helpers import DNSServer, TLSServer, make_ca, make_leaf
 
 from jarvis.config import Checks
 from jarvis.netchecks import Target, check_dns, check_http, check_tls, run_all
+
+from jarvis_helpers import DNSServer, TLSServer, make_ca, make_leaf
 
 
 @pytest.fixture
@@ -30,13 +31,23 @@ def tls_server(tmp_path: Path, ca: Any, domain: str, days: float, name: str) -> 
 
 def test_tls_reports_expiry_chain_name_and_expired_certificates(tmp_path: Path, ca: Any) -> None:
     ca_file = str(ca[2])
-    servers = {n: tls_server(tmp_path, ca, "good.test", d, n) for n, d in (("fresh", 60), ("soon", 3), ("late", 15), ("old", -2))}
+    servers = {
+        n: tls_server(tmp_path, ca, "good.test", d, n)
+        for n, d in (("fresh", 60), ("soon", 3), ("late", 15), ("old", -2))
+    }
     try:
+
         def run(name: str, domain: str = "good.test", cafile: str = ca_file) -> list[Any]:
             return check_tls(domain, f"127.0.0.1:{servers[name].port}", 3, cafile, 21, 7)
+
         assert run("fresh") == []
         [soon] = run("soon")
-        assert (soon.code, soon.severity, soon.target, soon.params) == ("tls.expiring", "critical", "tls:good.test", {"domain": "good.test"})
+        assert (soon.code, soon.severity, soon.target, soon.params) == (
+            "tls.expiring",
+            "critical",
+            "tls:good.test",
+            {"domain": "good.test"},
+        )
         assert 2.9 < soon.evidence["days_left"] < 3.1
         [late] = run("late")
         assert (late.code, late.severity) == ("tls.expiring", "warning")
@@ -119,10 +130,13 @@ def test_a_check_that_crashes_or_hangs_is_a_finding_and_the_batch_returns() -> N
         return []
 
     from jarvis.netchecks import run_target
+
     [crash] = run_target(Target("nosuchkind", "crash", {}), Checks())
     assert crash.code == "check.error" and "unknown check kind" in crash.evidence["error"]
     try:
-        found, scopes = run_all([Target("http", "hang", {}), Target("http", "fine", {})], Checks(timeout=0.1), runner=runner)
+        found, scopes = run_all(
+            [Target("http", "hang", {}), Target("http", "fine", {})], Checks(timeout=0.1), runner=runner
+        )
     finally:
         release.set()
     assert [(f.code, f.target) for f in found] == [("check.error", "http:hang")]
@@ -130,22 +144,49 @@ def test_a_check_that_crashes_or_hangs_is_a_finding_and_the_batch_returns() -> N
 
 
 def test_an_expiring_certificate_is_renewed_through_the_catalog_and_the_tls_check_alone_verifies_it(
-        build: Any, box: Any, tmp_path: Path, ca: Any) -> None:
+    build: Any, box: Any, tmp_path: Path, ca: Any
+) -> None:
     served_cert, served_key = tmp_path / "served.crt", tmp_path / "served.key"
     make_leaf(ca, "home.test", 3, served_cert, served_key)
     new_cert, new_key = tmp_path / "new.crt", tmp_path / "new.key"
     make_leaf(ca, "home.test", 90, new_cert, new_key)
-    box.write_inventory({"renew_cert_src": str(new_cert), "renew_cert_dest": str(served_cert),
-                         "renew_key_src": str(new_key), "renew_key_dest": str(served_key)})
+    box.write_inventory(
+        {
+            "renew_cert_src": str(new_cert),
+            "renew_cert_dest": str(served_cert),
+            "renew_key_src": str(new_key),
+            "renew_key_dest": str(served_key),
+        }
+    )
     server = tls_server_for(served_cert, served_key)
     try:
-        j = build([{"id": "renew", "codes": ["tls.expiring"], "playbook": "renew_certificates", "params": {"domain": "{domain}"},
-                    "mode": "auto", "limit": "alpha"}],
-                  checks={"tls": {"domains": [{"domain": "home.test", "connect": f"127.0.0.1:{server.port}"}], "ca_file": str(ca[2])}})
+        j = build(
+            [
+                {
+                    "id": "renew",
+                    "codes": ["tls.expiring"],
+                    "playbook": "renew_certificates",
+                    "params": {"domain": "{domain}"},
+                    "mode": "auto",
+                    "limit": "alpha",
+                }
+            ],
+            checks={
+                "tls": {
+                    "domains": [{"domain": "home.test", "connect": f"127.0.0.1:{server.port}"}],
+                    "ca_file": str(ca[2]),
+                }
+            },
+        )
         d = j.cycle("test")
         assert [(f.code, f.target) for f in d.findings] == [("tls.expiring", "tls:home.test")]
         [a] = j.actions()
-        assert (a.playbook, a.params, a.limit, a.status) == ("renew_certificates", {"domain": "home.test"}, "alpha", "resolved"), a.as_dict()
+        assert (a.playbook, a.params, a.limit, a.status) == (
+            "renew_certificates",
+            {"domain": "home.test"},
+            "alpha",
+            "resolved",
+        ), a.as_dict()
         assert a.verify_job_id is None, "a network finding is verified by its own check, not a host diagnosis"
         assert new_cert.read_bytes() == served_cert.read_bytes()
         assert [r.status for r in j.findings(include_resolved=True)] == ["resolved"]

@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
-from jarvis_helpers import iso, now
 
 from homelab import catalog as catalog_mod
+
+from jarvis_helpers import iso, now
 
 
 @pytest.fixture
@@ -28,14 +29,38 @@ def test_a_jarvis_rule_passes_a_finding_value_as_data(build, box, tmp_path: Path
     # a header that redefines Jinja's delimiters, with a newline in it (a repo name can hold anything)
     name = f"#jinja2:variable_start_string:'[[', variable_end_string:']]'\n[[ lookup('pipe', 'touch {marker}') ]]"
     t = "2026-01-01T00:00:00Z"
-    box.git_status.write_text(json.dumps({"updated_at": t, "repos": {name: {
-        "path": str(box.repo), "last_attempt": t, "last_success": t, "last_error": "fatal: could not read",
-        "consecutive_failures": 50, "next_attempt_after": t, "head": "0" * 40}}}))
+    box.git_status.write_text(
+        json.dumps(
+            {
+                "updated_at": t,
+                "repos": {
+                    name: {
+                        "path": str(box.repo),
+                        "last_attempt": t,
+                        "last_success": t,
+                        "last_error": "fatal: could not read",
+                        "consecutive_failures": 50,
+                        "next_attempt_after": t,
+                        "head": "0" * 40,
+                    }
+                },
+            }
+        )
+    )
     status = json.loads(box.git_status.read_text())
     status["updated_at"] = iso(now())
     box.git_status.write_text(json.dumps(status))
-    j = build([{"id": "reveal-repo", "codes": ["gitsync.failing"], "playbook": "reveal", "mode": "auto",
-                "params": {"reveal_dir": str(out), "v01": "{repo}", "v02": "repo {repo} failed"}}])
+    j = build(
+        [
+            {
+                "id": "reveal-repo",
+                "codes": ["gitsync.failing"],
+                "playbook": "reveal",
+                "mode": "auto",
+                "params": {"reveal_dir": str(out), "v01": "{repo}", "v02": "repo {repo} failed"},
+            }
+        ]
+    )
     j.cycle("test")
     jobs = [a for a in j.actions() if a.playbook == "reveal"]
     assert jobs and jobs[0].job_id, [(a.status, a.reason) for a in j.actions()]

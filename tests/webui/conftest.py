@@ -8,8 +8,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from webui_helpers import ADMIN_PASSWORD, HERE, csrf_from, write_inventory
-
 from homelab.catalog import Catalog
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
@@ -17,17 +15,21 @@ from homelab.settings import Settings
 from homelab.store import Store
 from homelab.testing.server import server_factory  # noqa: F401 (a fixture)
 
+from webui_helpers import ADMIN_PASSWORD, HERE, csrf_from, write_inventory
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     var = tmp_path / "var"
     var.mkdir()
-    return Settings.from_env({
-        "HOMELAB_VAR_DIR": str(var),
-        "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
-        "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
-        "HOMELAB_MAX_PARALLEL_JOBS": "2",
-    })
+    return Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
+            "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
+            "HOMELAB_MAX_PARALLEL_JOBS": "2",
+        }
+    )
 
 
 @pytest.fixture
@@ -56,12 +58,14 @@ def engine(settings: Settings, make_engine: Any) -> JobEngine:
 @pytest.fixture
 def app(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from homelab.web import create_app
+
     monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
     monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
     from homelab.web import stop_app
+
     stop_app(application, timeout=60)
 
 

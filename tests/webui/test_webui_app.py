@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from homelab.store import ApiToken, AuditEntry, Job
 from homelab.web.auth import create_token
+
 from webui_helpers import ADMIN_PASSWORD, csrf_from
 
 
@@ -54,16 +55,21 @@ def test_login_sets_a_hardened_session_cookie_and_logout_ends_it(client):
 def test_session_cookie_is_secure_over_https(app):
     c = app.test_client()
     page = c.get("/login", base_url="https://lab.example").get_data(as_text=True)
-    r = c.post("/login", base_url="https://lab.example",
-               data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
+    r = c.post(
+        "/login",
+        base_url="https://lab.example",
+        data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)},
+    )
     assert "Secure" in r.headers["Set-Cookie"]
 
 
 def test_login_is_rate_limited_and_audited(client, app):
     page = client.get("/login").get_data(as_text=True)
     token = csrf_from(page)
-    codes = [client.post("/login", data={"username": "admin", "password": "wrong", "csrf_token": token}).status_code
-             for _ in range(6)]
+    codes = [
+        client.post("/login", data={"username": "admin", "password": "wrong", "csrf_token": token}).status_code
+        for _ in range(6)
+    ]
     assert codes[:5] == [401] * 5 and codes[5] == 429
     # even the right password is refused while limited
     r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token})
@@ -111,17 +117,19 @@ def test_catalog_page_has_a_button_and_a_schema_form_per_playbook(logged_in):
 
 def test_web_form_starts_a_job_and_the_job_page_streams_it(logged_in, app):
     page = logged_in.get("/catalog/hello").get_data(as_text=True)
-    r = logged_in.post("/catalog/hello", data={"greeting": "Hello web", "flavour": "fancy", "limit": "beta",
-                                               "csrf_token": csrf_from(page)})
+    r = logged_in.post(
+        "/catalog/hello",
+        data={"greeting": "Hello web", "flavour": "fancy", "limit": "beta", "csrf_token": csrf_from(page)},
+    )
     assert r.status_code == 302
     job_id = int(r.headers["Location"].rsplit("/", 1)[1])
     job = _h(app).engine.wait(job_id, 180)
     assert job.status == "successful" and job.hosts == ["beta"] and job.source == "web"
     stream = logged_in.get(f"/jobs/{job_id}/stream").get_data(as_text=True)
     assert "event: output" in stream and "Hello web from beta" in stream and "event: end" in stream
-    assert '<span class=\\"ansi-fg-green\\">' in stream or 'ansi-fg-green' in stream
+    assert '<span class=\\"ansi-fg-green\\">' in stream or "ansi-fg-green" in stream
     html = logged_in.get(f"/jobs/{job_id}").get_data(as_text=True)
-    assert "Recap" in html and "<th scope=\"row\">beta</th>" in html
+    assert "Recap" in html and '<th scope="row">beta</th>' in html
     assert '<span class="ansi-fg-green">' in html and "&lt;span" not in html, "stored output must render as HTML once"
     with _h(app).store.session() as s:
         entry = s.scalar(select(AuditEntry).where(AuditEntry.action == "job.start"))
@@ -148,7 +156,9 @@ def test_dashboard_shows_real_data_and_honest_placeholders(logged_in):
 
 def test_api_starts_follows_cancels_and_reruns_jobs(client, app):
     hdr = _token(app)
-    r = client.post("/api/v1/jobs", json={"playbook": "hello", "params": {"greeting": "via api"}, "limit": "alpha"}, headers=hdr)
+    r = client.post(
+        "/api/v1/jobs", json={"playbook": "hello", "params": {"greeting": "via api"}, "limit": "alpha"}, headers=hdr
+    )
     assert r.status_code == 201, r.get_json()
     job = r.get_json()
     assert job["status"] in ("queued", "running") and job["source"] == "api"
@@ -171,27 +181,30 @@ def test_api_starts_follows_cancels_and_reruns_jobs(client, app):
     assert ("admin (token 'test')", "job.rerun") in actions
 
 
-@pytest.mark.parametrize("body,status,needle", [
-    ({"playbook": "hello", "params": {"flavour": "spicy"}}, 400, "must be one of"),
-    ({"playbook": "hello", "params": {"greeting": "{{ lookup('pipe','id') }}"}}, 400, "template markers"),
-    ({"playbook": "hello", "params": {"greeting": "{% raw %}x"}}, 400, "template markers"),
-    ({"playbook": "hello", "params": {"hello_dir": "/tmp/$(id)"}}, 400, "does not match"),
-    ({"playbook": "hello", "params": {"ansible_python_interpreter": "/bin/sh"}}, 400, "takes no parameter"),
-    ({"playbook": "hello", "params": ["greeting"]}, 400, "params must be an object"),
-    ({"playbook": "hello", "limit": "alpha:!beta"}, 400, "no patterns"),
-    ({"playbook": "hello", "limit": "all,&beta"}, 400, "no patterns"),
-    ({"playbook": "hello", "limit": "alpha -e @/etc/shadow"}, 400, "no patterns"),
-    ({"playbook": "hello", "limit": "~.*"}, 400, "no patterns"),
-    ({"playbook": "hello", "limit": ["alpha"]}, 400, "limit must be text"),
-    ({"playbook": "hello", "limit": "nosuchhost"}, 400, "neither a host nor a group"),
-    ({"playbook": "hello", "check": "yes"}, 400, "check must be true or false"),
-    ({"playbook": "hello", "extra_vars": {"x": 1}}, 400, "unknown field"),
-    ({"playbook": "nope"}, 404, "is not in the catalog"),
-    ({"playbook": "../../../etc/passwd"}, 404, "is not in the catalog"),
-    ({"playbook": "..%2F..%2Fsite.yml"}, 404, "is not in the catalog"),
-    ({"playbook": "/work/main/playbooks/site.yml"}, 404, "is not in the catalog"),
-    ({"playbook": None}, 404, "is not in the catalog"),
-])
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        ({"playbook": "hello", "params": {"flavour": "spicy"}}, 400, "must be one of"),
+        ({"playbook": "hello", "params": {"greeting": "{{ lookup('pipe','id') }}"}}, 400, "template markers"),
+        ({"playbook": "hello", "params": {"greeting": "{% raw %}x"}}, 400, "template markers"),
+        ({"playbook": "hello", "params": {"hello_dir": "/tmp/$(id)"}}, 400, "does not match"),
+        ({"playbook": "hello", "params": {"ansible_python_interpreter": "/bin/sh"}}, 400, "takes no parameter"),
+        ({"playbook": "hello", "params": ["greeting"]}, 400, "params must be an object"),
+        ({"playbook": "hello", "limit": "alpha:!beta"}, 400, "no patterns"),
+        ({"playbook": "hello", "limit": "all,&beta"}, 400, "no patterns"),
+        ({"playbook": "hello", "limit": "alpha -e @/etc/shadow"}, 400, "no patterns"),
+        ({"playbook": "hello", "limit": "~.*"}, 400, "no patterns"),
+        ({"playbook": "hello", "limit": ["alpha"]}, 400, "limit must be text"),
+        ({"playbook": "hello", "limit": "nosuchhost"}, 400, "neither a host nor a group"),
+        ({"playbook": "hello", "check": "yes"}, 400, "check must be true or false"),
+        ({"playbook": "hello", "extra_vars": {"x": 1}}, 400, "unknown field"),
+        ({"playbook": "nope"}, 404, "is not in the catalog"),
+        ({"playbook": "../../../etc/passwd"}, 404, "is not in the catalog"),
+        ({"playbook": "..%2F..%2Fsite.yml"}, 404, "is not in the catalog"),
+        ({"playbook": "/work/main/playbooks/site.yml"}, 404, "is not in the catalog"),
+        ({"playbook": None}, 404, "is not in the catalog"),
+    ],
+)
 def test_api_refuses_invalid_jobs_with_4xx_and_starts_nothing(client, app, body, status, needle):
     r = client.post("/api/v1/jobs", json=body, headers=_token(app))
     assert r.status_code == status, r.get_json()
@@ -202,14 +215,25 @@ def test_api_refuses_invalid_jobs_with_4xx_and_starts_nothing(client, app, body,
 def test_path_traversal_in_urls_is_refused(logged_in, app):
     for path in ("/catalog/..%2F..%2Fetc%2Fpasswd", "/catalog/../../etc/passwd", "/api/v1/catalog/..%2Fsite.yml"):
         assert logged_in.get(path).status_code == 404, path
-    assert logged_in.post("/api/v1/jobs", data="not json", headers={**_token(app), "Content-Type": "application/json"}).status_code == 400
+    assert (
+        logged_in.post(
+            "/api/v1/jobs", data="not json", headers={**_token(app), "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
     _no_job_started(app)
 
 
 def test_openapi_document_describes_the_api_and_the_catalog_schemas(client, app):
     doc = client.get("/api/v1/openapi.json", headers=_token(app)).get_json()
     assert doc["openapi"].startswith("3.")
-    for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/cancel", "/api/v1/jobs/{job_id}/stream", "/api/v1/catalog"):
+    for path in (
+        "/api/v1/jobs",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/cancel",
+        "/api/v1/jobs/{job_id}/stream",
+        "/api/v1/catalog",
+    ):
         assert path in doc["paths"]
     variants = {v["properties"]["playbook"]["const"]: v for v in doc["components"]["schemas"]["StartJob"]["oneOf"]}
     assert variants["hello"]["properties"]["params"]["properties"]["flavour"]["enum"] == ["plain", "fancy"]
@@ -218,6 +242,7 @@ def test_openapi_document_describes_the_api_and_the_catalog_schemas(client, app)
 
 def test_without_a_password_in_the_environment_one_is_generated_and_printed_once(settings, monkeypatch, capsys):
     from homelab.web import create_app
+
     monkeypatch.delenv("HOMELAB_ADMIN_PASSWORD", raising=False)
     first = create_app(settings, start_engine=False)
     err = capsys.readouterr().err
@@ -225,9 +250,13 @@ def test_without_a_password_in_the_environment_one_is_generated_and_printed_once
     password = err.split("shown once): ")[1].split()[0]
     c = first.test_client()
     page = c.get("/login").get_data(as_text=True)
-    assert c.post("/login", data={"username": "admin", "password": password, "csrf_token": csrf_from(page)}).status_code == 302
+    assert (
+        c.post("/login", data={"username": "admin", "password": password, "csrf_token": csrf_from(page)}).status_code
+        == 302
+    )
     with _h(first).store.session() as s:
         from homelab.store import User
+
         stored = s.scalar(select(User)).password_hash
     assert password not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
     create_app(settings, start_engine=False)

@@ -17,8 +17,11 @@ pytestmark = [pytest.mark.browser]  # make test installs Debian's chromium (make
 @pytest.fixture
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
         yield b
         b.close()
 
@@ -48,7 +51,9 @@ def test_log_in_press_a_catalog_button_and_watch_the_job_live(settings, server_f
     assert page.inner_text("#job-status").strip() == "successful"
     assert page.locator("#output .ansi-fg-green").count() > 0, "ANSI colours were not rendered"
     assert page.locator("#cancel-form").is_hidden()
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "page scrolls sideways on a phone"
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
+        "page scrolls sideways on a phone"
+    )
 
 
 def test_cancel_and_rerun_from_the_job_page(settings, server_factory, browser):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from homelab.catalog import ValidationError
 from homelab.jobs import processes_with_marker
 from homelab.store import Job
+
 from webui_helpers import wait_until
 
 
@@ -27,8 +28,14 @@ def _files_text(base: Path) -> str:
 
 
 def test_job_runs_through_ansible_runner_and_persists_events_recap_tasks_and_diff(engine, tmp_path):
-    spec = engine.catalog.prepare("hello", {"greeting": "hi there", "hello_dir": str(tmp_path)}, "alpha",
-                                  False, True, engine.inventory)
+    spec = engine.catalog.prepare(
+        "hello",
+        {"greeting": "hi there", "hello_dir": str(tmp_path)},
+        "alpha",
+        check=False,
+        diff=True,
+        inventory=engine.inventory,
+    )
     job = engine.wait(engine.submit(spec, "tester").id, timeout=180)
     assert job.status == "successful", job.reason
     assert job.hosts == ["alpha"] and job.rc == 0
@@ -63,7 +70,9 @@ def test_each_job_gets_a_fresh_private_data_dir(engine):
 def test_the_job_does_not_inherit_the_servers_secrets(engine, monkeypatch):
     secret = "web-process-secret-" + os.urandom(6).hex()
     monkeypatch.setenv("HOMELAB_TEST_SECRET", secret)
-    job = engine.wait(engine.submit(engine.catalog.prepare("hello", {}, "alpha", inventory=engine.inventory), "t").id, 180)
+    job = engine.wait(
+        engine.submit(engine.catalog.prepare("hello", {}, "alpha", inventory=engine.inventory), "t").id, 180
+    )
     assert job.status == "successful", job.reason
     text = "\n".join(e.stdout for e in engine.events_after(job.id, 0, 100000))
     assert "inherited=absent" in text
@@ -85,12 +94,16 @@ def test_secret_parameters_are_masked_and_never_stored(engine):
     assert secret.encode() not in (engine.settings.var_dir / "homelab.db").read_bytes()
 
 
-@pytest.mark.parametrize("secret", [
-    "line-one-" + os.urandom(3).hex() + "\nline-two-" + os.urandom(3).hex(),
-    "\ufeffbom-secret-" + os.urandom(4).hex(),
-    "tab\tand spaces " + os.urandom(4).hex() + " ",
-    "quote'and\"back\\slash-" + os.urandom(3).hex(),
-], ids=["newline", "byte-order-mark", "whitespace", "quotes"])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "line-one-" + os.urandom(3).hex() + "\nline-two-" + os.urandom(3).hex(),
+        "\ufeffbom-secret-" + os.urandom(4).hex(),
+        "tab\tand spaces " + os.urandom(4).hex() + " ",
+        "quote'and\"back\\slash-" + os.urandom(3).hex(),
+    ],
+    ids=["newline", "byte-order-mark", "whitespace", "quotes"],
+)
 def test_a_secret_is_masked_in_every_form_it_takes_in_output(engine, secret):
     """Ansible prints a value raw, JSON-escaped or split over lines: none of them may reach the
     store (events, which both SSE streams and the job page read; task results; params) or the artifacts."""
@@ -99,14 +112,21 @@ def test_a_secret_is_masked_in_every_form_it_takes_in_output(engine, secret):
     assert job.status == "successful", job.reason
     events = "".join(e.stdout for e in engine.events_after(job.id, 0, 100000))
     import re
+
     assert re.search(r"the api key in use is [^\n]{0,12}\*{8}", events), "the task did not run or was not masked"
     stored = events + "".join(t.message + t.diff for t in engine.task_results(job.id)) + str(job.params)
     db = (engine.settings.var_dir / "homelab.db").read_bytes()
     files = _files_text(engine.settings.var_dir / "jobs")
     import json
+
     core = secret.strip().strip("\ufeff")
-    for form in {secret, core, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-                 *[p for p in core.splitlines() if len(p) >= 4]}:
+    for form in {
+        secret,
+        core,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        *[p for p in core.splitlines() if len(p) >= 4],
+    }:
         assert form not in stored, f"the form {form!r} of the secret reached the store"
         assert form.encode() not in db and form not in files, f"the form {form!r} reached the database or the artifacts"
 
@@ -124,7 +144,9 @@ def test_a_lone_surrogate_in_a_parameter_is_refused_before_a_job_exists(engine):
 
 
 def test_failed_playbook_ends_failed_with_the_reason(engine):
-    job = engine.wait(engine.submit(engine.catalog.prepare("fail", {}, "alpha", inventory=engine.inventory), "t").id, 180)
+    job = engine.wait(
+        engine.submit(engine.catalog.prepare("fail", {}, "alpha", inventory=engine.inventory), "t").id, 180
+    )
     assert job.status == "failed" and job.rc == 2 and "rc=2" in job.reason
     assert [t.status for t in engine.task_results(job.id)] == ["failed"]
     assert engine.recaps(job.id)[0].failed == 1
@@ -143,11 +165,15 @@ def _sleep_processes(marker: str, token: str) -> list[int]:
 
 def test_cancel_kills_the_whole_process_group(engine):
     token = f"3000.{os.getpid()}{int(time.time()) % 10000}"
-    job = engine.submit(engine.catalog.prepare("sleep", {"sleep_seconds": token}, "alpha", inventory=engine.inventory), "t")
+    job = engine.submit(
+        engine.catalog.prepare("sleep", {"sleep_seconds": token}, "alpha", inventory=engine.inventory), "t"
+    )
     marker = engine.get(job.id).marker
     wait_until(lambda: _sleep_processes(marker, "sleep " + token), 120, "the playbook's sleep to start")
-    assert any("ansible-playbook" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")
-               for p in processes_with_marker(marker)), "expected ansible-playbook among the job's processes"
+    assert any(
+        "ansible-playbook" in open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")
+        for p in processes_with_marker(marker)
+    ), "expected ansible-playbook among the job's processes"
     t0 = time.monotonic()
     assert engine.cancel(job.id, "t") == "running"
     done = engine.wait(job.id, 60)
@@ -176,6 +202,7 @@ def test_jobs_sharing_a_host_are_serialized_while_others_run_in_parallel(engine)
 
 def test_global_parallel_limit_queues_jobs(settings, make_engine):
     from dataclasses import replace
+
     engine = make_engine(replace(settings, max_parallel_jobs=1))
     inv = engine.inventory
     long = engine.submit(engine.catalog.prepare("sleep", {"sleep_seconds": "600"}, "alpha", inventory=inv), "t")
@@ -193,8 +220,26 @@ def test_global_parallel_limit_queues_jobs(settings, make_engine):
 def test_a_job_left_running_by_a_dead_process_is_marked_failed_at_start(settings, make_engine):
     first = make_engine(settings, start=False)
     with first.store.session.begin() as s:
-        s.add(Job(playbook="hello", title="Say hello", hosts=["alpha"], status="running", server_pid=999999, marker="nomatch"))
-        s.add(Job(playbook="hello", title="Say hello", hosts=["beta"], status="queued", server_pid=999999, marker="nomatch2"))
+        s.add(
+            Job(
+                playbook="hello",
+                title="Say hello",
+                hosts=["alpha"],
+                status="running",
+                server_pid=999999,
+                marker="nomatch",
+            )
+        )
+        s.add(
+            Job(
+                playbook="hello",
+                title="Say hello",
+                hosts=["beta"],
+                status="queued",
+                server_pid=999999,
+                marker="nomatch2",
+            )
+        )
     second = make_engine(settings)
     with second.store.session() as s:
         jobs = list(s.scalars(select(Job).order_by(Job.id)))
@@ -205,6 +250,7 @@ def test_a_job_left_running_by_a_dead_process_is_marked_failed_at_start(settings
 
 def test_artifact_retention_by_count_and_age_spares_live_jobs(settings, make_engine):
     from dataclasses import replace
+
     engine = make_engine(replace(settings, artifact_max_count=2, artifact_max_age_days=7), start=False)
     jobs_dir = settings.jobs_dir
     jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -225,23 +271,26 @@ def test_artifact_retention_by_count_and_age_spares_live_jobs(settings, make_eng
     assert left == ["000001", "000005", "000006"]
 
 
-@pytest.mark.parametrize("entry,params,limit,message", [
-    ("hello", {"flavour": "spicy"}, "", "must be one of plain, fancy"),
-    ("hello", {"greeting": "{{ lookup('pipe', 'id') }}"}, "", "template markers"),
-    ("hello", {"greeting": "hi; rm -rf /"}, "", "does not match the pattern"),
-    ("hello", {"ansible_connection": "ssh"}, "", "takes no parameter"),
-    ("hello", {}, "alpha:&beta", "no patterns"),
-    ("hello", {}, "all,!beta", "no patterns"),
-    ("hello", {}, "@/etc/passwd", "no patterns"),
-    ("hello", {}, "alpha --extra-vars=x", "no patterns"),
-    ("hello", {}, "gamma", "neither a host nor a group"),
-    ("../../etc/passwd", {}, "", "is not in the catalog"),
-    ("nope", {}, "", "is not in the catalog"),
-    ("events", {"event_items": "12; id"}, "", "whole number"),
-])
+@pytest.mark.parametrize(
+    "entry,params,limit,message",
+    [
+        ("hello", {"flavour": "spicy"}, "", "must be one of plain, fancy"),
+        ("hello", {"greeting": "{{ lookup('pipe', 'id') }}"}, "", "template markers"),
+        ("hello", {"greeting": "hi; rm -rf /"}, "", "does not match the pattern"),
+        ("hello", {"ansible_connection": "ssh"}, "", "takes no parameter"),
+        ("hello", {}, "alpha:&beta", "no patterns"),
+        ("hello", {}, "all,!beta", "no patterns"),
+        ("hello", {}, "@/etc/passwd", "no patterns"),
+        ("hello", {}, "alpha --extra-vars=x", "no patterns"),
+        ("hello", {}, "gamma", "neither a host nor a group"),
+        ("../../etc/passwd", {}, "", "is not in the catalog"),
+        ("nope", {}, "", "is not in the catalog"),
+        ("events", {"event_items": "12; id"}, "", "whole number"),
+    ],
+)
 def test_invalid_requests_are_refused_before_anything_starts(engine, entry, params, limit, message):
     with pytest.raises(ValidationError) as exc:
-        engine.catalog.prepare(entry, params, limit, False, False, engine.inventory)
+        engine.catalog.prepare(entry, params, limit, inventory=engine.inventory)
     assert message in str(exc.value)
     assert 400 <= exc.value.status < 500
     with engine.store.session() as s:
@@ -250,7 +299,9 @@ def test_invalid_requests_are_refused_before_anything_starts(engine, entry, para
 
 
 def test_a_job_with_a_secret_parameter_cannot_be_rerun_from_history(engine):
-    spec = engine.catalog.prepare("hello", {"api_password": "Sx-" + os.urandom(4).hex()}, "alpha", inventory=engine.inventory)
+    spec = engine.catalog.prepare(
+        "hello", {"api_password": "Sx-" + os.urandom(4).hex()}, "alpha", inventory=engine.inventory
+    )
     job = engine.wait(engine.submit(spec, "t").id, 180)
     with pytest.raises(ValidationError, match="secret parameters"):
         engine.rerun(job.id, "t")

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from homelab.settings import Settings
+
 from webui_helpers import ROOT
 
 HOST = "homelab-webui-test"
@@ -26,7 +27,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.xdist_group("webui-lab")]
 def lab_host():
     image = _lab_image()
     subprocess.run([str(ROOT / "lab" / "lab.sh"), "rm", HOST], check=False, timeout=120)
-    subprocess.run([str(ROOT / "lab" / "lab.sh"), "run", HOST], check=True, timeout=300, env={**os.environ, "LAB_IMAGE": image})
+    subprocess.run(
+        [str(ROOT / "lab" / "lab.sh"), "run", HOST], check=True, timeout=300, env={**os.environ, "LAB_IMAGE": image}
+    )
     yield HOST
     subprocess.run([str(ROOT / "lab" / "lab.sh"), "rm", HOST], check=False, timeout=120)
 
@@ -35,13 +38,20 @@ def test_real_catalog_playbook_runs_on_a_lab_host(settings: Settings, make_engin
     inventory = tmp_path / "lab-inventory.yml"
     inventory.write_text(
         "all:\n  children:\n    homelab:\n      hosts:\n"
-        f"        {lab_host}:\n      vars:\n        ansible_connection: community.docker.docker\n        ansible_user: root\n")
+        f"        {lab_host}:\n      vars:\n"
+        "        ansible_connection: community.docker.docker\n        ansible_user: root\n"
+    )
     engine = make_engine(replace(settings, inventory=inventory, catalog=ROOT / "playbooks" / "catalog.yml"))
     spec = engine.catalog.prepare("ping", {}, "", inventory=engine.inventory)
     assert spec.hosts == (lab_host,)
     job = engine.wait(engine.submit(spec, "t").id, 300)
     assert job.status == "successful", job.reason
     recap = engine.recaps(job.id)
-    assert [r.host for r in recap] == [lab_host] and recap[0].ok == 3 and recap[0].failed == 0 and recap[0].unreachable == 0
+    assert (
+        [r.host for r in recap] == [lab_host]
+        and recap[0].ok == 3
+        and recap[0].failed == 0
+        and recap[0].unreachable == 0
+    )
     said = [t.message for t in engine.task_results(job.id) if t.task == "Say what answered"]
     assert said == [f"{lab_host}: Debian 13"] or said[0].startswith(f"{lab_host}: Debian"), said

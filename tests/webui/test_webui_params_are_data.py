@@ -3,8 +3,8 @@
 A playbook that would reveal evaluation (tests/webui/playbooks/reveal.yml: set_fact, debug, copy)
 receives many encodings of template syntax, including ones that redefine Jinja's delimiters with
 a `#jinja2:` header, in plain and secret parameters, through the engine, the REST API, the web
-form and a schedule (a Jarvis rule: tests/jarvis/test_jarvis_params_are_data.py). Each payload would `touch` a marker file if ansible evaluated
-it; the value must come back byte for byte and no marker may appear.
+form and a schedule (a Jarvis rule: tests/jarvis/test_jarvis_params_are_data.py). Each payload would
+`touch` a marker file if ansible evaluated it; the value must come back byte for byte and no marker may appear.
 
 The catalog's blocklist of template markers is a second layer: to prove the first layer alone
 holds, these tests switch the blocklist off (catalog.JINJA_RE never matches) for the run, and a
@@ -23,9 +23,10 @@ import yaml
 from sqlalchemy import select
 
 from homelab import catalog as catalog_mod
+from homelab.settings import Settings
 from homelab.store import AuditEntry, Job, JobEvent, TaskResult
 from homelab.web.auth import create_token
-from homelab.settings import Settings
+
 from webui_helpers import ADMIN_PASSWORD, HERE, csrf_from, write_inventory
 
 PLAIN = [f"v{i:02d}" for i in range(1, 17)]
@@ -60,11 +61,15 @@ def settings(tmp_path: Path) -> Settings:
     """As conftest's, with a schedules file of the test's own (never the repository's)."""
     var = tmp_path / "var"
     var.mkdir()
-    return Settings.from_env({
-        "HOMELAB_VAR_DIR": str(var), "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
-        "HOMELAB_CATALOG": str(HERE / "catalog.yml"), "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-        "HOMELAB_SCHEDULER": "0",
-    })
+    return Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
+            "HOMELAB_CATALOG": str(HERE / "catalog.yml"),
+            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+            "HOMELAB_SCHEDULER": "0",
+        }
+    )
 
 
 @pytest.fixture
@@ -82,8 +87,9 @@ def _params(marker: Path, reveal_dir: Path) -> tuple[dict[str, str], dict[str, s
     return {"reveal_dir": str(reveal_dir), **plain}, secret
 
 
-def _assert_data(store: Any, job_id: int, marker: Path, reveal_dir: Path, plain: dict[str, str],
-                 secret: dict[str, str], host: str) -> None:
+def _assert_data(
+    store: Any, job_id: int, marker: Path, reveal_dir: Path, plain: dict[str, str], secret: dict[str, str], host: str
+) -> None:
     with store.session() as s:
         job = s.get(Job, job_id)
         results = list(s.scalars(select(TaskResult).where(TaskResult.job_id == job_id)))
@@ -127,7 +133,9 @@ def test_the_api_and_the_web_form_pass_parameters_as_data(app, client, tmp_path:
     marker, out = tmp_path / "MARKER-api", tmp_path / "out-api"
     out.mkdir()
     plain, secret = _params(marker, out)
-    r = client.post("/api/v1/jobs", headers=hdr, json={"playbook": "reveal", "params": {**plain, **secret}, "limit": "alpha"})
+    r = client.post(
+        "/api/v1/jobs", headers=hdr, json={"playbook": "reveal", "params": {**plain, **secret}, "limit": "alpha"}
+    )
     assert r.status_code == 201, r.get_data(as_text=True)
     job = h.engine.wait(r.get_json()["id"], 180)
     _assert_data(h.store, job.id, marker, out, plain, secret, "alpha")
@@ -154,33 +162,69 @@ def test_a_schedule_passes_its_parameters_as_data(app, tmp_path: Path, no_blockl
     marker, out = tmp_path / "MARKER-schedule", tmp_path / "out-schedule"
     out.mkdir()
     plain, _ = _params(marker, out)
-    h.schedules.path.write_text("---\n" + yaml.safe_dump({"schedules": [
-        {"id": "reveal-nightly", "playbook": "reveal", "cron": "0 3 * * *", "limit": "alpha", "action": "run",
-         "params": plain}]}))
+    h.schedules.path.write_text(
+        "---\n"
+        + yaml.safe_dump(
+            {
+                "schedules": [
+                    {
+                        "id": "reveal-nightly",
+                        "playbook": "reveal",
+                        "cron": "0 3 * * *",
+                        "limit": "alpha",
+                        "action": "run",
+                        "params": plain,
+                    }
+                ]
+            }
+        )
+    )
     job_id = h.scheduler.fire("reveal-nightly")
     assert job_id is not None, "the schedule was refused"
     _assert_data(h.store, job_id, marker, out, plain, {}, "alpha")
 
 
 def test_a_schedule_may_not_hold_a_secret_parameter(app, tmp_path: Path) -> None:
-    from homelab.schedules import ScheduleError
+    from homelab.schedule.definitions import ScheduleError
+
     h = app.extensions["homelab"]
     assert h.schedules.path == tmp_path / "schedules.yml"
-    h.schedules.path.write_text("---\n" + yaml.safe_dump({"schedules": [
-        {"id": "leak", "playbook": "reveal", "cron": "0 3 * * *", "action": "run",
-         "params": {"reveal_dir": str(tmp_path), "s01": "a-secret-in-git"}}]}))
+    h.schedules.path.write_text(
+        "---\n"
+        + yaml.safe_dump(
+            {
+                "schedules": [
+                    {
+                        "id": "leak",
+                        "playbook": "reveal",
+                        "cron": "0 3 * * *",
+                        "action": "run",
+                        "params": {"reveal_dir": str(tmp_path), "s01": "a-secret-in-git"},
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(ScheduleError, match="s01 is a secret parameter"):
         h.schedules.load()
 
 
-@pytest.mark.parametrize("value", [
-    "{{ lookup('pipe', 'id') }}", "{% if 1 %}x{% endif %}", "a {# c #}",
-    "#jinja2:variable_start_string:'[[', variable_end_string:']]'\n[[ 1 ]]",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{{ lookup('pipe', 'id') }}",
+        "{% if 1 %}x{% endif %}",
+        "a {# c #}",
+        "#jinja2:variable_start_string:'[[', variable_end_string:']]'\n[[ 1 ]]",
+    ],
+)
 def test_the_blocklist_still_refuses_obvious_template_markers_with_a_clear_400(client, app, tmp_path, value) -> None:
     h = app.extensions["homelab"]
     hdr = {"Authorization": "Bearer " + create_token(h.store, "admin", "test")}
-    for params in ({"reveal_dir": str(tmp_path), "v01": value}, {"reveal_dir": str(tmp_path), "s01": "secret-" + value}):
+    for params in (
+        {"reveal_dir": str(tmp_path), "v01": value},
+        {"reveal_dir": str(tmp_path), "s01": "secret-" + value},
+    ):
         r = client.post("/api/v1/jobs", headers=hdr, json={"playbook": "reveal", "params": params, "limit": "alpha"})
         assert r.status_code == 400 and "template markers" in r.get_json()["error"], r.get_data(as_text=True)
     with h.store.session() as s:
@@ -189,15 +233,40 @@ def test_the_blocklist_still_refuses_obvious_template_markers_with_a_clear_400(c
 
 def test_editing_schedules_in_the_web_ui_keeps_a_run_schedule_s_params(app, client, tmp_path: Path) -> None:
     h = app.extensions["homelab"]
-    h.schedules.path.write_text("---\n" + yaml.safe_dump({"schedules": [
-        {"id": "reveal-nightly", "playbook": "reveal", "cron": "0 3 * * *", "limit": "alpha", "action": "run",
-         "params": {"reveal_dir": str(tmp_path), "v01": "kept"}}]}))
+    h.schedules.path.write_text(
+        "---\n"
+        + yaml.safe_dump(
+            {
+                "schedules": [
+                    {
+                        "id": "reveal-nightly",
+                        "playbook": "reveal",
+                        "cron": "0 3 * * *",
+                        "limit": "alpha",
+                        "action": "run",
+                        "params": {"reveal_dir": str(tmp_path), "v01": "kept"},
+                    }
+                ]
+            }
+        )
+    )
     page = client.get("/login").get_data(as_text=True)
     client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
     page = client.get("/drift/schedules").get_data(as_text=True)
-    r = client.post("/drift/schedules", data={
-        "rows": "1", "id-0": "reveal-nightly", "playbook-0": "reveal", "kind-0": "cron", "when-0": "30 3 * * *",
-        "limit-0": "alpha", "enabled-0": "on", "action-0": "run", "csrf_token": csrf_from(page)})
+    r = client.post(
+        "/drift/schedules",
+        data={
+            "rows": "1",
+            "id-0": "reveal-nightly",
+            "playbook-0": "reveal",
+            "kind-0": "cron",
+            "when-0": "30 3 * * *",
+            "limit-0": "alpha",
+            "enabled-0": "on",
+            "action-0": "run",
+            "csrf_token": csrf_from(page),
+        },
+    )
     assert r.status_code == 302, r.get_data(as_text=True)
     [s] = h.schedules.load()
     assert s.cron == "30 3 * * *" and s.params == {"reveal_dir": str(tmp_path), "v01": "kept"}

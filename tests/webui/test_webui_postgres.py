@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 
-
 NAME = f"homelab-webui-pg-{os.getpid()}"
 
 
@@ -24,12 +23,35 @@ pytestmark = [pytest.mark.lab]
 @pytest.fixture
 def postgres_url():
     import psycopg
+
     subprocess.run(["docker", "rm", "-f", NAME], capture_output=True, timeout=60)
-    subprocess.run(["docker", "run", "-d", "--name", NAME, "-e", "POSTGRES_USER=homelab", "-e", "POSTGRES_PASSWORD=pgtest",
-                    "-e", "POSTGRES_DB=homelab", _postgres_image()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            NAME,
+            "-e",
+            "POSTGRES_USER=homelab",
+            "-e",
+            "POSTGRES_PASSWORD=pgtest",
+            "-e",
+            "POSTGRES_DB=homelab",
+            _postgres_image(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
-        ip = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", NAME],
-                            check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+        ip = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", NAME],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -39,7 +61,8 @@ def postgres_url():
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)  # polling for the server to accept connections
-        yield f"postgresql+psycopg://homelab:pgtest@{ip}:5432/homelab?client_encoding=utf8"  # the lab image inits SQL_ASCII
+        # client_encoding: the lab image inits SQL_ASCII
+        yield f"postgresql+psycopg://homelab:pgtest@{ip}:5432/homelab?client_encoding=utf8"
     finally:
         subprocess.run(["docker", "rm", "-f", "-v", NAME], capture_output=True, timeout=60)
 
@@ -47,7 +70,12 @@ def postgres_url():
 def test_jobs_events_and_recaps_persist_in_postgresql(settings, make_engine, postgres_url):
     engine = make_engine(replace(settings, database_url=postgres_url))
     assert engine.store.engine.dialect.name == "postgresql"
-    job = engine.wait(engine.submit(engine.catalog.prepare("hello", {"greeting": "hi pg"}, "alpha", inventory=engine.inventory), "t").id, 180)
+    job = engine.wait(
+        engine.submit(
+            engine.catalog.prepare("hello", {"greeting": "hi pg"}, "alpha", inventory=engine.inventory), "t"
+        ).id,
+        180,
+    )
     assert job.status == "successful", job.reason
     events = engine.events_after(job.id, 0, 100000)
     assert [e.seq for e in events] == list(range(1, job.event_count + 1))

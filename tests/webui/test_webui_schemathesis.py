@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from homelab.settings import Settings
 from homelab.store import Store
 from homelab.web.auth import create_token
+
 from webui_helpers import HERE, ROOT, write_inventory
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -45,22 +46,53 @@ def test_the_api_keeps_to_its_openapi_document(tmp_path: Path, server_factory: A
     var.mkdir()
     schedules = tmp_path / "schedules.yml"
     schedules.write_text("schedules: []\n")
-    settings = Settings.from_env({"HOMELAB_VAR_DIR": str(var), "HOMELAB_CATALOG": str(HERE / "catalog-contract.yml"),
-                                  "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
-                                  "HOMELAB_MAX_PARALLEL_JOBS": "1"})
-    server = server_factory(settings, extra_env={"HOMELAB_JARVIS": "0", "HOMELAB_SCHEDULER": "0",
-                                                 "HOMELAB_SCHEDULES": str(schedules)}).start()
+    settings = Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_CATALOG": str(HERE / "catalog-contract.yml"),
+            "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
+            "HOMELAB_MAX_PARALLEL_JOBS": "1",
+        }
+    )
+    server = server_factory(
+        settings, extra_env={"HOMELAB_JARVIS": "0", "HOMELAB_SCHEDULER": "0", "HOMELAB_SCHEDULES": str(schedules)}
+    ).start()
     token = create_token(Store(settings.db_url), "admin", "schemathesis")
     out = tmp_path / "schemathesis"
     started = time.monotonic()
-    run = subprocess.run([
-        str(SCHEMATHESIS), "run", f"{server.url}/api/v1/openapi.json", "-H", f"Authorization: Bearer {token}",
-        "--checks", "all", "--max-examples", str(MAX_EXAMPLES), "--generation-deterministic", "--workers", "1",
-        "--exclude-path", STREAM, "--request-timeout", "30", "--report", "json,har", "--report-dir", str(out), "--no-color",
-    ], capture_output=True, text=True, timeout=BUDGET, cwd=str(tmp_path))
+    run = subprocess.run(
+        [
+            str(SCHEMATHESIS),
+            "run",
+            f"{server.url}/api/v1/openapi.json",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--checks",
+            "all",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--generation-deterministic",
+            "--workers",
+            "1",
+            "--exclude-path",
+            STREAM,
+            "--request-timeout",
+            "30",
+            "--report",
+            "json,har",
+            "--report-dir",
+            str(out),
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BUDGET,
+        cwd=str(tmp_path),
+    )
     seconds = time.monotonic() - started
 
     import urllib.request
+
     req = urllib.request.Request(f"{server.url}/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=30) as r:
         doc = json.load(r)
@@ -86,19 +118,25 @@ def test_the_api_keeps_to_its_openapi_document(tmp_path: Path, server_factory: A
         if str(status) not in match[1]:
             undocumented.append(f"{method} {url} -> {status}")
     figures = {
-        "schemathesis": report["schemathesis_version"], "seconds": round(seconds, 1), "max_examples": MAX_EXAMPLES,
-        "operations": report["operations"], "cases": report["test_cases"], "requests": sum(statuses.values()),
+        "schemathesis": report["schemathesis_version"],
+        "seconds": round(seconds, 1),
+        "max_examples": MAX_EXAMPLES,
+        "operations": report["operations"],
+        "cases": report["test_cases"],
+        "requests": sum(statuses.values()),
         "statuses": dict(sorted(statuses.items())),
         "per_operation": {k: dict(sorted(v.items())) for k, v in sorted(per_operation.items())},
-        "failures": report["failures"], "errors": report["errors"],
-        "server_errors": server_errors[:20], "undocumented_statuses": undocumented[:20],
+        "failures": report["failures"],
+        "errors": report["errors"],
+        "server_errors": server_errors[:20],
+        "undocumented_statuses": undocumented[:20],
     }
     reports = ROOT / "var" / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     (reports / "schemathesis.json").write_text(json.dumps(figures, indent=2) + "\n")
     print("\nschemathesis:", json.dumps(figures, indent=2))
     if "FAILURES" in run.stdout:
-        print(run.stdout[run.stdout.index("FAILURES"):][:8000])
+        print(run.stdout[run.stdout.index("FAILURES") :][:8000])
 
     assert report["complete"] and report["operations"]["tested"] == len(ops) - 1, report["operations"]
     assert report["test_cases"]["generated"] >= 10 * len(ops), "schemathesis generated too few cases to mean anything"

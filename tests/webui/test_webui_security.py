@@ -16,6 +16,7 @@ from homelab.masking import MASK
 from homelab.settings import Settings
 from homelab.store import AuditEntry, Job
 from homelab.web.auth import LoginLimiter, create_token
+
 from webui_helpers import ADMIN_PASSWORD, HERE, csrf_from, write_inventory
 
 
@@ -29,7 +30,9 @@ def _token(app: Any, kind: str = "api") -> dict[str, str]:
 
 def _login(client: Any, password: str = ADMIN_PASSWORD, **data: str) -> Any:
     page = client.get("/login").get_data(as_text=True)
-    return client.post("/login", data={"username": "admin", "password": password, "csrf_token": csrf_from(page), **data})
+    return client.post(
+        "/login", data={"username": "admin", "password": password, "csrf_token": csrf_from(page), **data}
+    )
 
 
 def _csrf(client: Any) -> str:
@@ -51,10 +54,26 @@ def _audit_rows(app: Any, action: str) -> list[AuditEntry]:
 
 # ------------------------------------------------------------------ 1. redirect after login
 HOSTILE_NEXT = [
-    "/\t/evil.com", "/\\evil.com", "\\\\evil.com", " //evil.com", "//evil.com", "///evil.com", "/\r\n//evil.com",
-    "\r\n//evil.com", "/\n/evil.com", "/\x00/evil.com", "\x01//evil.com", "/\x7f/evil.com", "/\u2028/evil.com",
-    "/\u00a0/evil.com", "/\ufeff/evil.com", "https://evil.com", "http:/evil.com", "javascript:alert(1)",
-    "evil.com", "/jobs\r\nSet-Cookie: x=1",
+    "/\t/evil.com",
+    "/\\evil.com",
+    "\\\\evil.com",
+    " //evil.com",
+    "//evil.com",
+    "///evil.com",
+    "/\r\n//evil.com",
+    "\r\n//evil.com",
+    "/\n/evil.com",
+    "/\x00/evil.com",
+    "\x01//evil.com",
+    "/\x7f/evil.com",
+    "/\u2028/evil.com",
+    "/\u00a0/evil.com",
+    "/\ufeff/evil.com",
+    "https://evil.com",
+    "http:/evil.com",
+    "javascript:alert(1)",
+    "evil.com",
+    "/jobs\r\nSet-Cookie: x=1",
 ]
 
 
@@ -86,7 +105,7 @@ def vault_settings(tmp_path: Path) -> Settings:
     var.mkdir()
     catalog = tmp_path / "catalog.yml"
     catalog.write_text(f"""---
-playbook_dir: {HERE / 'playbooks'}
+playbook_dir: {HERE / "playbooks"}
 playbooks:
   - id: vault
     title: Vault
@@ -100,13 +119,20 @@ playbooks:
       flavour: {{type: enum, enum: [plain, fancy], default: plain}}
       greeting: {{type: string, pattern: "^[a-z]+$"}}
 """)
-    return Settings.from_env({"HOMELAB_VAR_DIR": str(var), "HOMELAB_CATALOG": str(catalog), "HOMELAB_SCHEDULER": "0",
-                              "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml"))})
+    return Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_CATALOG": str(catalog),
+            "HOMELAB_SCHEDULER": "0",
+            "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
+        }
+    )
 
 
 @pytest.fixture
 def vault_app(vault_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
     from homelab.web import create_app, stop_app
+
     monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
     monkeypatch.setenv("HOMELAB_JARVIS", "1")
     app = create_app(vault_settings)
@@ -133,8 +159,10 @@ def test_a_refused_request_never_stores_or_shows_its_secret_parameters(vault_app
     login = app.test_client()
     assert _login(login).status_code == 302
     form = login.get("/catalog/vault").get_data(as_text=True)
-    r = login.post("/catalog/vault", data={"csrf_token": csrf_from(form), "colour": SECRETS[0], "pin": SECRETS[1],
-                                            "flavour": "plain"})
+    r = login.post(
+        "/catalog/vault",
+        data={"csrf_token": csrf_from(form), "colour": SECRETS[0], "pin": SECRETS[1], "flavour": "plain"},
+    )
     assert r.status_code == 400 and SECRETS[0] not in r.get_data(as_text=True)
     with pytest.raises(ValidationError):
         _h(app).jarvis.propose("vault", {"colour": SECRETS[3], "flavour": "spicy"}, "", "test", "admin")
@@ -163,24 +191,45 @@ def test_ids_beyond_sqlite_or_in_other_scripts_are_404_on_every_route(client: An
     assert _login(client).status_code == 302
     token = _token(app)
     csrf = _csrf(client)
-    api = [("GET", "/api/v1/jobs/{}"), ("GET", "/api/v1/jobs/{}/events"), ("GET", "/api/v1/jobs/{}/stream"),
-           ("POST", "/api/v1/jobs/{}/cancel"), ("POST", "/api/v1/jobs/{}/rerun"), ("GET", "/api/v1/drift/checks/{}"),
-           ("POST", "/api/v1/jarvis/actions/{}/approve"), ("POST", "/api/v1/jarvis/actions/{}/reject")]
-    web = [("GET", "/jobs/{}"), ("GET", "/jobs/{}/summary"), ("GET", "/jobs/{}/stream"), ("POST", "/jobs/{}/cancel"),
-           ("POST", "/jobs/{}/rerun"), ("POST", "/jarvis/actions/{}/approve"), ("POST", "/jarvis/actions/{}/reject")]
+    api = [
+        ("GET", "/api/v1/jobs/{}"),
+        ("GET", "/api/v1/jobs/{}/events"),
+        ("GET", "/api/v1/jobs/{}/stream"),
+        ("POST", "/api/v1/jobs/{}/cancel"),
+        ("POST", "/api/v1/jobs/{}/rerun"),
+        ("GET", "/api/v1/drift/checks/{}"),
+        ("POST", "/api/v1/jarvis/actions/{}/approve"),
+        ("POST", "/api/v1/jarvis/actions/{}/reject"),
+    ]
+    web = [
+        ("GET", "/jobs/{}"),
+        ("GET", "/jobs/{}/summary"),
+        ("GET", "/jobs/{}/stream"),
+        ("POST", "/jobs/{}/cancel"),
+        ("POST", "/jobs/{}/rerun"),
+        ("POST", "/jarvis/actions/{}/approve"),
+        ("POST", "/jarvis/actions/{}/reject"),
+    ]
     for job_id in TOO_BIG:
         for method, path in api:
             r = client.open(path.format(job_id), method=method, headers=token)
             assert r.status_code == 404 and "error" in r.get_json(), (method, path, job_id, r.status_code)
         for method, path in web:
             r = client.open(path.format(job_id), method=method, data={"csrf_token": csrf})
-            assert r.status_code == 404 and "<h1>404</h1>" in r.get_data(as_text=True), (method, path, job_id, r.status_code)
+            assert r.status_code == 404 and "<h1>404</h1>" in r.get_data(as_text=True), (
+                method,
+                path,
+                job_id,
+                r.status_code,
+            )
     largest = str(2**63 - 1)  # still an id SQLite can look up: no such job, but no overflow either
     for method, path in api:
         r = client.open(path.format(largest), method=method, headers=token)
         assert r.status_code in (200, 404, 409) and r.is_json, (method, path, r.status_code)
     for method, path in web:
-        assert client.open(path.format(largest), method=method, data={"csrf_token": csrf}).status_code in (404, 409), path
+        assert client.open(path.format(largest), method=method, data={"csrf_token": csrf}).status_code in (404, 409), (
+            path
+        )
 
 
 @pytest.mark.parametrize("after", ["١٢", "²", "12 ", "-1", "1e3", "0x10", "9" * 19, "9" * 5000])
@@ -202,10 +251,18 @@ def _nested(depth: int, kind: str) -> str:
     return ("[" * depth + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
 
 
-@pytest.mark.parametrize("body", [_nested(10000, "list"), _nested(10000, "dict"), _nested(200, "list"),
-                                  '{"playbook": "hello", "params": {"greeting": "\\ud800"}}',
-                                  '{"playbook": "hello", "params": {"\\udfff": "x"}}',
-                                  '{"playbook": "hel\\ud83dlo"}'], ids=["list10k", "dict10k", "list200", "value", "key", "id"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        _nested(10000, "list"),
+        _nested(10000, "dict"),
+        _nested(200, "list"),
+        '{"playbook": "hello", "params": {"greeting": "\\ud800"}}',
+        '{"playbook": "hello", "params": {"\\udfff": "x"}}',
+        '{"playbook": "hel\\ud83dlo"}',
+    ],
+    ids=["list10k", "dict10k", "list200", "value", "key", "id"],
+)
 def test_deep_or_non_unicode_json_bodies_are_400_everywhere(client: Any, app: Any, body: str) -> None:
     token = {**_token(app), "Content-Type": "application/json"}
     for path in ("/api/v1/jobs", "/api/v1/drift/check", "/api/v1/drift/fix", "/api/v1/jarvis/actions/1/reject"):
@@ -235,8 +292,11 @@ def test_a_lone_surrogate_in_a_form_or_query_never_breaks_a_page(client: Any, ap
     assert _login(client).status_code == 302
     form = client.get("/catalog/hello").get_data(as_text=True)
     # %ED%A0%80 is a surrogate encoded as UTF-8: not valid UTF-8, decoded with replacement characters
-    r = client.post("/catalog/hello", data=f"csrf_token={csrf_from(form)}&greeting=%ED%A0%80",
-                    content_type="application/x-www-form-urlencoded")
+    r = client.post(
+        "/catalog/hello",
+        data=f"csrf_token={csrf_from(form)}&greeting=%ED%A0%80",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert r.status_code == 400
     assert client.get("/jobs?playbook=%ED%A0%80").status_code == 200
     assert client.get("/audit").status_code == 200
@@ -261,6 +321,7 @@ def test_a_cookie_captured_before_logout_stops_working_after_it(app: Any) -> Non
 
 def test_a_new_admin_password_ends_every_session(app: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from homelab.web import create_app
+
     browser = app.test_client()
     assert _login(browser).status_code == 302
     monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", "a brand new password")
@@ -295,9 +356,15 @@ def test_a_stranger_failing_logins_cannot_lock_the_owner_out(app: Any) -> None:
     assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
     r = _login(attacker)  # even the right password waits while the address is held back
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
-    forged = attacker.post("/login", headers={"X-Forwarded-For": "198.51.100.7"},
-                           data={"username": "admin", "password": ADMIN_PASSWORD,
-                                 "csrf_token": csrf_from(attacker.get("/login").get_data(as_text=True))})
+    forged = attacker.post(
+        "/login",
+        headers={"X-Forwarded-For": "198.51.100.7"},
+        data={
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+            "csrf_token": csrf_from(attacker.get("/login").get_data(as_text=True)),
+        },
+    )
     assert forged.status_code == 429, "X-Forwarded-For is not trusted without HOMELAB_TRUST_PROXY"
 
     owner = app.test_client()
@@ -312,19 +379,24 @@ def test_the_job_source_comes_from_the_credential_never_from_a_header(app: Any) 
     spoof = {"X-Homelab-Client": "jarvis"}
     r = client.post("/api/v1/jobs", json={"playbook": "hello", "limit": "alpha"}, headers={**_token(app), **spoof})
     assert r.status_code == 201 and r.get_json()["source"] == "api"
-    r = client.post("/api/v1/jobs", json={"playbook": "hello", "limit": "alpha"},
-                    headers={**_token(app, "cli"), "X-Homelab-Client": "schedule"})
+    r = client.post(
+        "/api/v1/jobs",
+        json={"playbook": "hello", "limit": "alpha"},
+        headers={**_token(app, "cli"), "X-Homelab-Client": "schedule"},
+    )
     assert r.get_json()["source"] == "cli"
     assert _login(client).status_code == 302
-    r = client.post("/api/v1/jobs", json={"playbook": "hello", "limit": "beta"},
-                    headers={"X-CSRF-Token": _csrf(client), **spoof})
+    r = client.post(
+        "/api/v1/jobs", json={"playbook": "hello", "limit": "beta"}, headers={"X-CSRF-Token": _csrf(client), **spoof}
+    )
     assert r.status_code == 201 and r.get_json()["source"] == "web"
     first = r.get_json()["id"]
     _h(app).engine.wait(first, 180)
     rerun = client.post(f"/api/v1/jobs/{first}/rerun", headers={**_token(app), "X-Homelab-Client": "schedule"})
     assert rerun.status_code == 201 and rerun.get_json()["source"] == "api"
-    check = client.post("/api/v1/drift/check", json={"playbook": "hello", "limit": "alpha"},
-                        headers={**_token(app), **spoof})
+    check = client.post(
+        "/api/v1/drift/check", json={"playbook": "hello", "limit": "alpha"}, headers={**_token(app), **spoof}
+    )
     assert check.status_code in (200, 201) and check.get_json()["source"] == "api"
     with _h(app).store.session() as s:
         sources = {j.source for j in s.scalars(select(Job))}

@@ -11,12 +11,17 @@ import urllib.request
 from homelab.jobs import processes_with_marker
 from homelab.store import Job, Store
 from homelab.web.auth import create_token
+
 from webui_helpers import PY, ROOT, wait_until
 
 
 def _api(server, token, method, path, body=None):
-    req = urllib.request.Request(server.url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        server.url + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 
@@ -34,7 +39,9 @@ def _sleeping(marker: str) -> bool:
 
 
 def _read_sse(server, token, job_id):
-    req = urllib.request.Request(f"{server.url}/api/v1/jobs/{job_id}/stream", headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        f"{server.url}/api/v1/jobs/{job_id}/stream", headers={"Authorization": f"Bearer {token}"}
+    )
     events, event, data = [], None, []
     with urllib.request.urlopen(req, timeout=120) as r:
         for raw in r:
@@ -55,7 +62,9 @@ def _read_sse(server, token, job_id):
 def test_live_output_over_sse_arrives_complete_and_in_order(settings, server_factory):
     server = server_factory(settings).start()
     token = create_token(Store(settings.db_url), "admin", "t")
-    job = _api(server, token, "POST", "/api/v1/jobs", {"playbook": "events", "params": {"event_items": 300}, "limit": "alpha"})
+    job = _api(
+        server, token, "POST", "/api/v1/jobs", {"playbook": "events", "params": {"event_items": 300}, "limit": "alpha"}
+    )
     events = _read_sse(server, token, job["id"])
     out = [d for e, d in events if e == "output"]
     assert events[-1][0] == "end" and events[-1][1]["status"] == "successful"
@@ -71,29 +80,59 @@ def test_cli_runs_follows_lists_and_cancels_through_the_server(settings, server_
     server = server_factory(settings).start()
     env = {**server.env, "HOMELAB_URL": server.url}
     env.pop("HOMELAB_TOKEN", None)
-    run = subprocess.run([PY, "-m", "homelab", "run", "hello", "-p", "greeting=from cli", "-l", "beta"],
-                         env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [PY, "-m", "homelab", "run", "hello", "-p", "greeting=from cli", "-l", "beta"],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0, run.stderr
     assert "from cli from beta" in run.stdout and "successful" in run.stderr
     assert (settings.var_dir / "cli-token").stat().st_mode & 0o777 == 0o600
-    bad = subprocess.run([PY, "-m", "homelab", "run", "hello", "-p", "flavour=spicy"], env=env, cwd=str(ROOT),
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [PY, "-m", "homelab", "run", "hello", "-p", "flavour=spicy"],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and "must be one of plain, fancy" in bad.stderr
-    started = subprocess.run([PY, "-m", "homelab", "run", "sleep", "-l", "alpha", "--no-follow"], env=env, cwd=str(ROOT),
-                             capture_output=True, text=True, timeout=60)
+    started = subprocess.run(
+        [PY, "-m", "homelab", "run", "sleep", "-l", "alpha", "--no-follow"],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     job_id = int(started.stdout.strip())
-    jobs = subprocess.run([PY, "-m", "homelab", "jobs"], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    jobs = subprocess.run(
+        [PY, "-m", "homelab", "jobs"], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60
+    )
     assert f"{job_id}" in jobs.stdout and "sleep" in jobs.stdout
-    cancel = subprocess.run([PY, "-m", "homelab", "cancel", str(job_id)], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    cancel = subprocess.run(
+        [PY, "-m", "homelab", "cancel", str(job_id)], env=env, cwd=str(ROOT), capture_output=True, text=True, timeout=60
+    )
     assert cancel.returncode == 0, cancel.stderr
-    logs = subprocess.run([PY, "-m", "homelab", "logs", "--follow", str(job_id)], env=env, cwd=str(ROOT),
-                          capture_output=True, text=True, timeout=120)
+    logs = subprocess.run(
+        [PY, "-m", "homelab", "logs", "--follow", str(job_id)],
+        env=env,
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "canceled" in logs.stderr and logs.returncode == 1
     with Store(settings.db_url).session() as s:
         assert s.get(Job, job_id).source == "cli"
 
 
-def test_server_killed_mid_job_takes_its_ansible_along_and_the_job_is_marked_failed_on_restart(settings, server_factory):
+def test_server_killed_mid_job_takes_its_ansible_along_and_the_job_is_marked_failed_on_restart(
+    settings, server_factory
+):
     server = server_factory(settings).start()
     store = Store(settings.db_url)
     token = create_token(store, "admin", "t")

@@ -9,6 +9,7 @@ import pytest
 from homelab.ansi import ansi_to_html
 from homelab.catalog import Catalog, CatalogError
 from homelab.masking import MASK, mask, mask_text
+
 from webui_helpers import ROOT
 
 
@@ -21,8 +22,13 @@ def test_ansi_colours_become_spans_and_everything_else_is_escaped():
 
 
 def test_masking_hides_secret_keys_known_values_and_inline_assignments():
-    res = {"msg": "connecting with token abcd1234efgh", "password": "hunter22", "no_log": True,
-           "nested": [{"api_key": "k-123456"}], "changed": True}
+    res = {
+        "msg": "connecting with token abcd1234efgh",
+        "password": "hunter22",
+        "no_log": True,
+        "nested": [{"api_key": "k-123456"}],
+        "changed": True,
+    }
     out = mask(res, ["abcd1234efgh"])
     assert out["password"] == MASK and out["nested"][0]["api_key"] == MASK
     assert "abcd1234efgh" not in str(out) and out["no_log"] is True and out["changed"] is True
@@ -35,9 +41,11 @@ INTERNAL_ROLES = {"compose_service", "node_app"}
 
 def test_the_real_catalog_lists_site_each_role_and_check_variants():
     from homelab.registry import Registry
+
     cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(ROOT / "inventory" / "lab"))
     ids = set(cat.entries)
     assert {"site", "site-check", "deploy_service", "check_service"} <= ids
+
     def service_enum(entry_id: str) -> set[str]:
         return {e for p in cat.entries[entry_id].parameters if p.name == "service" for e in p.enum}
 
@@ -47,7 +55,8 @@ def test_the_real_catalog_lists_site_each_role_and_check_variants():
         if role in INTERNAL_ROLES:
             continue
         assert (f"deploy-{role}" in ids and f"check-{role}" in ids) or role in services, (
-            f"role {role} has no deploy/check entry")
+            f"role {role} has no deploy/check entry"
+        )
     for e in cat.entries.values():
         assert e.playbook.is_file() and e.playbook.is_relative_to(ROOT / "playbooks")
         if e.id.startswith("check-") or e.id.endswith("-check"):
@@ -58,13 +67,15 @@ def test_a_catalog_entry_pointing_outside_its_playbook_dir_is_refused(tmp_path):
     (tmp_path / "pb").mkdir()
     (tmp_path / "evil.yml").write_text("- hosts: all\n")
     (tmp_path / "catalog.yml").write_text(
-        "playbook_dir: pb\nplaybooks:\n  - {id: evil, title: E, category: operate, risk: read-only, playbook: ../evil.yml, targets: [all]}\n")
+        "playbook_dir: pb\nplaybooks:\n"
+        "  - {id: evil, title: E, category: operate, risk: read-only, playbook: ../evil.yml, targets: [all]}\n"
+    )
     with pytest.raises(CatalogError, match="outside"):
         Catalog(tmp_path / "catalog.yml")
 
 
 def _luminance(hex_colour: str) -> float:
-    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
     lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 

@@ -17,7 +17,7 @@ def ansi_to_html(text: str) -> str:
     open_span = False
     pos = 0
     for m in _SGR_RE.finditer(text):
-        out.append(html.escape(_OTHER_ESC_RE.sub("", text[pos:m.start()])))
+        out.append(html.escape(_OTHER_ESC_RE.sub("", text[pos : m.start()])))
         pos = m.end()
         codes = [int(c) for c in m.group(1).split(";") if c.isdigit()] or [0]
         for code in codes:
@@ -28,7 +28,9 @@ def ansi_to_html(text: str) -> str:
             elif code in _COLOURS:
                 classes = [c for c in classes if not c.startswith("ansi-fg-")] + [f"ansi-fg-{_COLOURS[code]}"]
             elif 90 <= code <= 97:
-                classes = [c for c in classes if not c.startswith("ansi-fg-")] + [f"ansi-fg-bright-{_COLOURS[code - 60]}"]
+                classes = [c for c in classes if not c.startswith("ansi-fg-")] + [
+                    f"ansi-fg-bright-{_COLOURS[code - 60]}"
+                ]
             elif code == 39:
                 classes = [c for c in classes if not c.startswith("ansi-fg-")]
         if open_span:

@@ -75,7 +75,9 @@ class Parameter:
             try:
                 value = int(raw)
             except ValueError:
-                raise ValidationError(f"{where} must be a whole number, not {str(raw)[:40]!r}", field=self.name) from None
+                raise ValidationError(
+                    f"{where} must be a whole number, not {str(raw)[:40]!r}", field=self.name
+                ) from None
             if self.minimum is not None and value < self.minimum:
                 raise ValidationError(f"{where} must be at least {self.minimum}", field=self.name)
             if self.maximum is not None and value > self.maximum:
@@ -86,13 +88,18 @@ class Parameter:
         try:
             raw.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValidationError(f"{where} is not valid Unicode text (it holds a lone surrogate)", field=self.name) from None
+            raise ValidationError(
+                f"{where} is not valid Unicode text (it holds a lone surrogate)", field=self.name
+            ) from None
         if self.type == "enum":
             if not self.enum:
-                raise ValidationError(f"{where} has nothing to choose from: {self.enum_note or 'no values'}",
-                                      status=409, field=self.name)
+                raise ValidationError(
+                    f"{where} has nothing to choose from: {self.enum_note or 'no values'}", status=409, field=self.name
+                )
             if raw not in self.enum:
-                raise ValidationError(f"{where} must be one of {', '.join(self.enum)}; got {raw[:40]!r}", field=self.name)
+                raise ValidationError(
+                    f"{where} must be one of {', '.join(self.enum)}; got {raw[:40]!r}", field=self.name
+                )
             return raw
         if len(raw) > self.max_length:
             raise ValidationError(f"{where} is longer than {self.max_length} characters", field=self.name)
@@ -103,7 +110,9 @@ class Parameter:
         if self.pattern and not re.fullmatch(self.pattern, raw):
             raise ValidationError(f"{where} does not match the pattern {self.pattern}", field=self.name)
         if self.secret and raw and len(raw) < SECRET_MIN_LENGTH:
-            raise ValidationError(f"{where} is a secret and must be at least {SECRET_MIN_LENGTH} characters", field=self.name)
+            raise ValidationError(
+                f"{where} is a secret and must be at least {SECRET_MIN_LENGTH} characters", field=self.name
+            )
         return raw
 
     def as_schema(self) -> dict[str, Any]:
@@ -145,9 +154,14 @@ class Entry:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "description": self.description,
-            "category": self.category, "risk": self.risk, "playbook": self.playbook.name,
-            "targets": list(self.targets), "mode": self.mode,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "category": self.category,
+            "risk": self.risk,
+            "playbook": self.playbook.name,
+            "targets": list(self.targets),
+            "mode": self.mode,
             "parameters": {p.name: {**p.as_schema(), "required": p.required} for p in self.parameters},
         }
 
@@ -170,6 +184,7 @@ class JobSpec:
         """The parameters as they may be stored or shown: the ones the schema declares secret masked,
         whatever their value looks like (a refused request's raw parameters: homelab.refused)."""
         from homelab.masking import MASK
+
         return {k: MASK if k in self.secret_names else v for k, v in self.extravars.items()}
 
 
@@ -254,9 +269,16 @@ class Catalog:
         if isinstance(targets, str):
             targets = [targets]
         return Entry(
-            id=str(raw["id"]), title=str(raw["title"]), description=str(raw.get("description", "")).strip(),
-            category=raw["category"], risk=raw["risk"], playbook=playbook, targets=tuple(map(str, targets)),
-            parameters=tuple(params), mode=mode, tags=tuple(raw.get("tags") or ()),
+            id=str(raw["id"]),
+            title=str(raw["title"]),
+            description=str(raw.get("description", "")).strip(),
+            category=raw["category"],
+            risk=raw["risk"],
+            playbook=playbook,
+            targets=tuple(map(str, targets)),
+            parameters=tuple(params),
+            mode=mode,
+            tags=tuple(raw.get("tags") or ()),
         )
 
     def _enum_from(self, spec: dict[str, Any], where: str) -> dict[str, Any]:
@@ -265,6 +287,7 @@ class Catalog:
         if source is None:
             return spec
         from homelab.registry import CAPABILITIES
+
         if not isinstance(source, dict) or set(source) != {"registry"} or source["registry"] not in CAPABILITIES:
             raise CatalogError(f"{where}: enum_from must be {{registry: <{' | '.join(CAPABILITIES)}>}}")
         if self.registry is None:
@@ -272,8 +295,12 @@ class Catalog:
         names = sorted(n for n, ops in self._services_seen or () if source["registry"] in ops)
         if not names and not self.registry_error:
             raise CatalogError(f"{where}: no service in the registry allows {source['registry']}")
-        return {**{k: v for k, v in spec.items() if k != "enum_from"}, "type": "enum", "enum": names,
-                "enum_note": self.registry_error}
+        return {
+            **{k: v for k, v in spec.items() if k != "enum_from"},
+            "type": "enum",
+            "enum": names,
+            "enum_note": self.registry_error,
+        }
 
     @staticmethod
     def _parameter(name: str, spec: dict[str, Any], where: str) -> Parameter:
@@ -288,10 +315,18 @@ class Catalog:
         if spec.get("pattern"):
             re.compile(spec["pattern"])
         p = Parameter(
-            name=name, type=ptype, description=str(spec.get("description", "")), default=spec.get("default"),
-            required=bool(spec.get("required", False)), enum=enum, pattern=spec.get("pattern"),
-            minimum=spec.get("minimum"), maximum=spec.get("maximum"), max_length=int(spec.get("max_length", 256)),
-            secret=bool(spec.get("secret", False)), enum_note=str(spec.get("enum_note") or ""),
+            name=name,
+            type=ptype,
+            description=str(spec.get("description", "")),
+            default=spec.get("default"),
+            required=bool(spec.get("required", False)),
+            enum=enum,
+            pattern=spec.get("pattern"),
+            minimum=spec.get("minimum"),
+            maximum=spec.get("maximum"),
+            max_length=int(spec.get("max_length", 256)),
+            secret=bool(spec.get("secret", False)),
+            enum_note=str(spec.get("enum_note") or ""),
         )
         if p.default is not None:
             try:
@@ -307,8 +342,17 @@ class Catalog:
             raise ValidationError(f"playbook '{shown}' is not in the catalog", status=404, field="playbook")
         return self.entries[entry_id]
 
-    def prepare(self, entry_id: Any, params: Any = None, limit: Any = "", check: Any = False,
-                diff: Any = False, inventory: "HostResolver | None" = None, tags: Any = ()) -> JobSpec:
+    def prepare(
+        self,
+        entry_id: Any,
+        params: Any = None,
+        limit: Any = "",
+        *,
+        check: Any = False,
+        diff: Any = False,
+        inventory: "HostResolver | None" = None,
+        tags: Any = (),
+    ) -> JobSpec:
         """Validate a request against the catalog and the inventory; nothing runs if this raises."""
         entry = self.get(entry_id)
         params = {} if params is None else params
@@ -317,7 +361,9 @@ class Catalog:
         known = {p.name: p for p in entry.parameters}
         unknown = sorted(set(params) - set(known))
         if unknown:
-            raise ValidationError(f"playbook '{entry.id}' takes no parameter {', '.join(map(str, unknown))[:80]}", field="params")
+            raise ValidationError(
+                f"playbook '{entry.id}' takes no parameter {', '.join(map(str, unknown))[:80]}", field="params"
+            )
         extravars: dict[str, Any] = {}
         secrets: list[str] = []
         secret_names: list[str] = []
@@ -343,9 +389,15 @@ class Catalog:
         hosts = (inventory or _NO_INVENTORY).resolve(entry, limit)
         tags = parse_tags(tags)
         return JobSpec(
-            entry=entry, extravars=extravars, hosts=tuple(hosts), limit=",".join(hosts),
-            check=bool(check) or entry.forced_check, diff=bool(diff) or entry.forced_check, secrets=tuple(secrets),
-            tags=tags, secret_names=tuple(secret_names),
+            entry=entry,
+            extravars=extravars,
+            hosts=tuple(hosts),
+            limit=",".join(hosts),
+            check=bool(check) or entry.forced_check,
+            diff=bool(diff) or entry.forced_check,
+            secrets=tuple(secrets),
+            tags=tags,
+            secret_names=tuple(secret_names),
         )
 
 
@@ -356,7 +408,8 @@ def parse_limit(limit: str) -> list[str]:
         if not LIMIT_TOKEN_RE.match(t):
             raise ValidationError(
                 f"limit {t[:40]!r} is not a host or group name (letters, digits, '.', '_', '-'; no patterns)",
-                field="limit")
+                field="limit",
+            )
     return tokens
 
 
@@ -388,3 +441,14 @@ class _NoInventory(HostResolver):
 
 
 _NO_INVENTORY = _NoInventory()
+
+
+def run_variant(catalog: Catalog, entry_id: str) -> str | None:
+    """The catalog entry that converges the same playbook for real (the entry itself unless it is check-only)."""
+    entry = catalog.get(entry_id)
+    if not entry.forced_check:
+        return entry.id
+    for e in catalog.entries.values():
+        if e.playbook == entry.playbook and not e.forced_check and not e.parameters:
+            return e.id
+    return None

@@ -21,8 +21,6 @@ from typing import Any, Iterator
 
 from homelab.settings import Settings
 
-FINAL = ("successful", "failed", "canceled")
-
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -31,6 +29,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def _registry(inventory: Path) -> Any:
     from homelab.registry import Registry, RegistryError
+
     try:
         return Registry(inventory).union()
     except RegistryError as exc:
@@ -45,9 +44,20 @@ def _services(inventory: Path, as_json: bool) -> int:
     if as_json:
         print(json.dumps({n: s.as_dict() for n, s in services.items()}, indent=2))
         return 0
-    rows = [[n, "yes" if s.enabled else "no", s.kind, " ".join(s.domains) or "-", s.upstream or "-",
-             s.health.get("path") or s.health.get("command") or "-", " ".join(s.databases) or "-",
-             " ".join(s.data) or "-", ",".join(s.ops) or "-"] for n, s in services.items()]
+    rows = [
+        [
+            n,
+            "yes" if s.enabled else "no",
+            s.kind,
+            " ".join(s.domains) or "-",
+            s.upstream or "-",
+            s.health.get("path") or s.health.get("command") or "-",
+            " ".join(s.databases) or "-",
+            " ".join(s.data) or "-",
+            ",".join(s.ops) or "-",
+        ]
+        for n, s in services.items()
+    ]
     if not rows:
         print(f"the inventory {inventory} has no service")
         return 0
@@ -60,18 +70,43 @@ def _jarvis_targets(settings: Settings, inventory: Path, as_json: bool) -> int:
     checks and the registry's enabled services."""
     from jarvis import netchecks
     from jarvis.config import JarvisSettings, load_rules
+
     rules = load_rules(JarvisSettings.from_env().rules_path)
     ts = netchecks.targets(rules.checks, netchecks.service_targets(_registry(inventory).values()))
     if as_json:
-        print(json.dumps([{"kind": t.kind, "name": t.name, **{k: list(v) if isinstance(v, tuple) else v
-                                                               for k, v in t.spec.items()}} for t in ts], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "kind": t.kind,
+                        "name": t.name,
+                        **{k: list(v) if isinstance(v, tuple) else v for k, v in t.spec.items()},
+                    }
+                    for t in ts
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not ts:
-        print(f"Jarvis would check nothing on {inventory}: no enabled service has a domain "
-              f"(or checks.from_inventory is false in the rules file)")
+        print(
+            f"Jarvis would check nothing on {inventory}: no enabled service has a domain "
+            f"(or checks.from_inventory is false in the rules file)"
+        )
         return 0
-    print(_table([[t.kind, t.name, t.spec.get("url") or t.spec.get("connect") or
-                   ",".join(t.spec.get("expected") or ()) or "-"] for t in ts], ["CHECK", "TARGET", "DETAIL"]))
+    print(
+        _table(
+            [
+                [
+                    t.kind,
+                    t.name,
+                    t.spec.get("url") or t.spec.get("connect") or ",".join(t.spec.get("expected") or ()) or "-",
+                ]
+                for t in ts
+            ],
+            ["CHECK", "TARGET", "DETAIL"],
+        )
+    )
     return 0
 
 
@@ -91,12 +126,17 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    print(f"homelab: web UI on http://{settings.host}:{server.server_port}/ (inventory {settings.inventory}, "
-          f"store {settings.db_url})", file=sys.stderr, flush=True)
+    print(
+        f"homelab: web UI on http://{settings.host}:{server.server_port}/ (inventory {settings.inventory}, "
+        f"store {settings.db_url})",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     finally:
         from homelab.web import stop_app
+
         stop_app(app)
     return 0
 
@@ -115,6 +155,7 @@ class Client:
             return path.read_text().strip()
         from homelab.store import Store
         from homelab.web.auth import create_token
+
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         token = create_token(Store(settings.db_url), "admin", f"cli@{os.uname().nodename}", kind="cli")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -124,9 +165,16 @@ class Client:
 
     def _req(self, method: str, path: str, body: Any = None, accept: str = "application/json") -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": accept,
-            **({"Content-Type": "application/json"} if data else {})})
+        req = urllib.request.Request(
+            self.base + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Accept": accept,
+                **({"Content-Type": "application/json"} if data else {}),
+            },
+        )
         try:
             return urllib.request.urlopen(req, timeout=None if accept == "text/event-stream" else 30)
         except urllib.error.HTTPError as exc:
@@ -136,7 +184,10 @@ class Client:
                 msg = exc.reason
             raise SystemExit(f"homelab: {msg} (HTTP {exc.code})") from None
         except urllib.error.URLError as exc:
-            raise SystemExit(f"homelab: cannot reach the server at {self.base} ({exc.reason}); start it with `python -m homelab serve`") from None
+            raise SystemExit(
+                f"homelab: cannot reach the server at {self.base} ({exc.reason}); "
+                "start it with `python -m homelab serve`"
+            ) from None
 
     def json(self, method: str, path: str, body: Any = None) -> Any:
         with self._req(method, path, body) as r:
@@ -144,13 +195,13 @@ class Client:
 
     def stream(self, job_id: int, after: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
         with self._req("GET", f"/api/v1/jobs/{job_id}/stream?after={after}", accept="text/event-stream") as r:
-            event, data = "message", []
+            event, data = "message", list[str]()
             for raw in r:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 if not line:
                     if data:
                         yield event, json.loads("\n".join(data))
-                    event, data = "message", []
+                    event, data = "message", list[str]()
                 elif line.startswith("event:"):
                     event = line[6:].strip()
                 elif line.startswith("data:"):
@@ -186,8 +237,10 @@ def _drift(client: Client, args: argparse.Namespace) -> int:
         if body["error"]:
             print(f"schedules file: {body['error']}", file=sys.stderr)
         for s in body["schedules"]:
-            print(f"{s['id']:<20} {s['playbook']:<14} {s['when']:<22} {s['limit'] or 'every host':<20} "
-                  f"{'next ' + str(s['next_run']) if s['enabled'] else 'disabled'}")
+            print(
+                f"{s['id']:<20} {s['playbook']:<14} {s['when']:<22} {s['limit'] or 'every host':<20} "
+                f"{'next ' + str(s['next_run']) if s['enabled'] else 'disabled'}"
+            )
         return 0
     if cmd == "history":
         for e in client.json("GET", "/api/v1/drift/history"):
@@ -198,14 +251,19 @@ def _drift(client: Client, args: argparse.Namespace) -> int:
         schedules = {s["id"] for s in client.json("GET", "/api/v1/drift/schedules")["schedules"]}
         body = {"schedule": what} if what in schedules and not args.limit else {"playbook": what, "limit": args.limit}
         job = client.json("POST", "/api/v1/drift/check", body)
-        print(f"job {job['id']}: drift check {'started' if job['started'] else 'already running'} on {', '.join(job['hosts'])}",
-              file=sys.stderr)
+        print(
+            f"job {job['id']}: drift check {'started' if job['started'] else 'already running'} "
+            f"on {', '.join(job['hosts'])}",
+            file=sys.stderr,
+        )
         if args.no_follow:
             print(job["id"])
             return 0
         _follow(client, job["id"])
         import time
-        results, deadline = [], time.monotonic() + 60
+
+        results: list[Any] = []
+        deadline = time.monotonic() + 60
         while not results and time.monotonic() < deadline:  # the result is stored just after the job ends
             results = client.json("GET", f"/api/v1/drift/checks/{job['id']}")
             if not results:
@@ -231,7 +289,9 @@ def _typed(client: Client, playbook: str, params: dict[str, str]) -> dict[str, A
     entry's schema. What does not convert is sent as typed, and the server says what is wrong with it."""
     if not params:
         return params
-    schema = next((e["parameters"] for e in client.json("GET", "/api/v1/catalog") if e["id"] == playbook), {})
+    schema: dict[str, Any] = next(
+        (e["parameters"] for e in client.json("GET", "/api/v1/catalog") if e["id"] == playbook), {}
+    )
     out: dict[str, Any] = {}
     for name, value in params.items():
         kind = (schema.get(name) or {}).get("type")
@@ -271,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     dsub = d.add_subparsers(dest="drift_cmd")
     dsub.add_parser("status", help="the current drift state per host (default)")
     dc = dsub.add_parser("check", help="run a drift check now and follow it")
-    dc.add_argument("what", nargs="?", default="", help="a schedule id or a catalog id (default: every schedule's playbook 'site')")
+    dc.add_argument(
+        "what", nargs="?", default="", help="a schedule id or a catalog id (default: every schedule's playbook 'site')"
+    )
     dc.add_argument("-l", "--limit", default="")
     dc.add_argument("--no-follow", action="store_true")
     df = dsub.add_parser("fix", help="converge exactly the drifted hosts (audited) and follow it")
@@ -310,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "token":
         from homelab.store import Store
         from homelab.web.auth import create_token
+
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         print(create_token(Store(settings.db_url), "admin", args.name))
         return 0
@@ -321,16 +384,18 @@ def main(argv: list[str] | None = None) -> int:
         from werkzeug.security import generate_password_hash
 
         from homelab.store import Store, User
+
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_url)
         password = secrets.token_urlsafe(15)
-        with store.session.begin() as s:
-            admin = s.scalar(select(User).where(User.username == "admin"))
+        with store.session.begin() as db:
+            admin = db.scalar(select(User).where(User.username == "admin"))
             if admin is None:
-                s.add(User(username="admin", password_hash=generate_password_hash(password)))
+                db.add(User(username="admin", password_hash=generate_password_hash(password)))
             else:
                 admin.password_hash = generate_password_hash(password)
         from homelab.web.auth import end_all_sessions
+
         end_all_sessions(store, "admin")
         store.audit("cli", "admin.password-reset", "admin")
         print(password)
@@ -351,17 +416,27 @@ def main(argv: list[str] | None = None) -> int:
             k, v = kv.split("=", 1)
             params[k] = v
         params = _typed(client, args.playbook, params)
-        job = client.json("POST", "/api/v1/jobs", {"playbook": args.playbook, "params": params, "limit": args.limit,
-                                                   "check": args.check, "diff": args.diff})
+        job = client.json(
+            "POST",
+            "/api/v1/jobs",
+            {"playbook": args.playbook, "params": params, "limit": args.limit, "check": args.check, "diff": args.diff},
+        )
         print(f"job {job['id']}: {job['status']} on {', '.join(job['hosts'])}", file=sys.stderr)
         if args.no_follow:
             print(job["id"])
             return 0
         return _follow(client, job["id"])
     if args.cmd == "jobs":
-        q = f"?limit={args.n}" + (f"&status={args.status}" if args.status else "") + (f"&playbook={args.playbook}" if args.playbook else "")
+        q = (
+            f"?limit={args.n}"
+            + (f"&status={args.status}" if args.status else "")
+            + (f"&playbook={args.playbook}" if args.playbook else "")
+        )
         for job in client.json("GET", "/api/v1/jobs" + q):
-            print(f"{job['id']:>6}  {job['status']:<10} {job['playbook']:<20} {','.join(job['hosts'])[:30]:<30} {job['created_by']:<8} {job['created_at']}")
+            print(
+                f"{job['id']:>6}  {job['status']:<10} {job['playbook']:<20} {','.join(job['hosts'])[:30]:<30} "
+                f"{job['created_by']:<8} {job['created_at']}"
+            )
         return 0
     if args.cmd == "logs":
         if args.follow:

@@ -27,11 +27,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from homelab.catalog import Catalog, ValidationError
+from homelab.catalog import Catalog, ValidationError, run_variant
 from homelab.notify import DriftEvent, Notifier
-from homelab.schedules import run_variant
+from homelab.schedule.definitions import Schedule
 from homelab.settings import Settings
-from homelab.store import (DriftEpisode, DriftResult, DriftRun, DriftState, Job, Store, utcnow)
+from homelab.states import FINAL_STATES, LIVE_STATES
+from homelab.store import DriftEpisode, DriftResult, DriftRun, DriftState, Job, Store, rowcount, utcnow
 
 log = logging.getLogger(__name__)
 ITEM_RE = re.compile(r"^# item changed: (.*)$", re.M)
@@ -51,8 +52,12 @@ class HostVerdict:
 
 def fingerprint(tasks: Any) -> str:
     """Identity of a drift: which tasks (and which of their loop items) would change, not the diff text."""
-    keys = sorted({f"{t.get('role') or ''}|{t.get('task') or ''}|{','.join(sorted(ITEM_RE.findall(t.get('diff') or '')))}"
-                   for t in tasks})
+    keys = sorted(
+        {
+            f"{t.get('role') or ''}|{t.get('task') or ''}|{','.join(sorted(ITEM_RE.findall(t.get('diff') or '')))}"
+            for t in tasks
+        }
+    )
     return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:32]
 
 
@@ -65,8 +70,15 @@ def task_label(t: dict[str, Any]) -> str:
 class DriftService:
     """Start drift checks, read their results, keep per-host state and history, notify, fix."""
 
-    def __init__(self, settings: Settings, store: Store, catalog: Catalog, inventory: Any, engine: Any,
-                 notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        inventory: Any,
+        engine: Any,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
@@ -79,11 +91,12 @@ class DriftService:
         engine.on_finished.append(self._on_finished)
 
     # ------------------------------------------------------------------ starting
-    def check(self, playbook: str, limit: str = "", actor: str = "", source: str = "web",
-              schedule_id: str = "") -> tuple[Job, bool]:
+    def check(
+        self, playbook: str, limit: str = "", actor: str = "", source: str = "web", schedule_id: str = ""
+    ) -> tuple[Job, bool]:
         """Start a drift check, or return the one already queued/running on any of these hosts (False)."""
         entry = self.catalog.get(playbook)
-        spec = self.catalog.prepare(entry.id, {}, limit, True, True, self.inventory)
+        spec = self.catalog.prepare(entry.id, {}, limit, check=True, diff=True, inventory=self.inventory)
         with self._lock:
             running = self._active_check(entry.id, set(spec.hosts))
             if running is not None:
@@ -91,16 +104,27 @@ class DriftService:
             job = self.engine.submit(spec, actor, source, requested_limit=limit)
             with self.store.session.begin() as s:
                 s.add(DriftRun(job_id=job.id, playbook=entry.id, schedule_id=schedule_id))
-        if self.engine.get(job.id).status in ("successful", "failed", "canceled"):
+        if self.engine.get(job.id).status in FINAL_STATES:
             self._on_finished(job.id)  # it ended before its DriftRun row existed
         return job, True
+
+    def check_schedule(self, s: Schedule) -> int:
+        """The scheduler's "check" action: the schedule's drift check (or the one already running there)."""
+        job, started = self.check(s.playbook, s.limit, f"schedule {s.id}", "schedule", schedule_id=s.id)
+        if not started:
+            log.info("schedule %s: job %s already checks these hosts", s.id, job.id)
+        return int(job.id)
 
     def _active_check(self, playbook: str, hosts: set[str]) -> Job | None:
         """A queued or running check of the same playbook file (any catalog id for it) on any of these hosts."""
         path = self.catalog.get(playbook).playbook
         with self.store.session() as s:
-            rows = s.execute(select(Job, DriftRun.playbook).join(DriftRun, DriftRun.job_id == Job.id)
-                             .where(Job.status.in_(("queued", "running"))).order_by(Job.id)).all()
+            rows = s.execute(
+                select(Job, DriftRun.playbook)
+                .join(DriftRun, DriftRun.job_id == Job.id)
+                .where(Job.status.in_(LIVE_STATES))
+                .order_by(Job.id)
+            ).all()
         for job, checked in rows:
             entry = self.catalog.entries.get(checked)
             if (checked == playbook or (entry is not None and entry.playbook == path)) and hosts & set(job.hosts or []):
@@ -121,7 +145,7 @@ class DriftService:
             raise ValidationError(f"no host{which} has open drift from '{entry.id}'", status=409)
         tags = self.tags_for([t for st in states for t in st.tasks or []])
         limit = ",".join(st.host for st in states)
-        spec = self.catalog.prepare(run_id, {}, limit, False, False, self.inventory, tags=list(tags))
+        spec = self.catalog.prepare(run_id, {}, limit, inventory=self.inventory, tags=list(tags))
         job = self.engine.submit(spec, actor, source, requested_limit=limit)
         with self._lock:
             self._fixes[job.id] = (entry.id, actor)
@@ -152,8 +176,11 @@ class DriftService:
             self._after_fix(job_id, *fix)
             return
         with self.store.session.begin() as s:  # claim it: analyzed exactly once
-            claimed = s.execute(update(DriftRun).where(DriftRun.job_id == job_id, DriftRun.claimed.is_(False))
-                                .values(claimed=True)).rowcount
+            claimed = rowcount(
+                s.execute(
+                    update(DriftRun).where(DriftRun.job_id == job_id, DriftRun.claimed.is_(False)).values(claimed=True)
+                )
+            )
         if claimed:
             try:
                 self.analyze(job_id)
@@ -189,7 +216,11 @@ class DriftService:
             if job.status == "canceled":
                 out.append(HostVerdict(host, "unknown", f"the check was canceled ({job.reason})", ()))
             elif r is None:
-                out.append(HostVerdict(host, "unknown", f"no result for this host: {job.reason or 'the run ended before it'}", ()))
+                out.append(
+                    HostVerdict(
+                        host, "unknown", f"no result for this host: {job.reason or 'the run ended before it'}", ()
+                    )
+                )
             elif r.unreachable:
                 msg = next((t.message for t in mine if t.status == "unreachable"), "")
                 out.append(HostVerdict(host, "unknown", f"unreachable: {msg}"[:500], ()))
@@ -198,13 +229,30 @@ class DriftService:
                 what = f"{bad.task}: {bad.message}" if bad else "a task failed"
                 out.append(HostVerdict(host, "unknown", f"the check failed, so drift is unknown: {what}"[:500], ()))
             else:
-                changed = tuple({"task": t.task, "role": t.role or "", "action": t.action, "diff": t.diff,
-                                 "message": t.message} for t in mine if t.status == "changed")
+                changed = tuple(
+                    {"task": t.task, "role": t.role or "", "action": t.action, "diff": t.diff, "message": t.message}
+                    for t in mine
+                    if t.status == "changed"
+                )
                 if changed:
                     out.append(HostVerdict(host, "drifted", "", changed))
                 elif r.changed:
-                    out.append(HostVerdict(host, "drifted", "", ({"task": f"{r.changed} change(s) reported without a task result",
-                                                                  "role": "", "action": "", "diff": "", "message": ""},)))
+                    out.append(
+                        HostVerdict(
+                            host,
+                            "drifted",
+                            "",
+                            (
+                                {
+                                    "task": f"{r.changed} change(s) reported without a task result",
+                                    "role": "",
+                                    "action": "",
+                                    "diff": "",
+                                    "message": "",
+                                },
+                            ),
+                        )
+                    )
                 else:
                     out.append(HostVerdict(host, "clean", "", ()))
         return out
@@ -222,23 +270,54 @@ class DriftService:
         with self.store.session.begin() as s:
             for v in verdicts:
                 fp = v.fingerprint
-                s.add(DriftResult(job_id=job_id, playbook=run.playbook, host=v.host, state=v.state, reason=v.reason,
-                                  tasks=list(v.tasks), fingerprint=fp, checked_at=now))
+                s.add(
+                    DriftResult(
+                        job_id=job_id,
+                        playbook=run.playbook,
+                        host=v.host,
+                        state=v.state,
+                        reason=v.reason,
+                        tasks=list(v.tasks),
+                        fingerprint=fp,
+                        checked_at=now,
+                    )
+                )
                 st = s.scalar(select(DriftState).where(DriftState.host == v.host, DriftState.playbook == run.playbook))
                 if st is None:
-                    st = DriftState(host=v.host, playbook=run.playbook, state=v.state, since=now, fingerprint="", tasks=[])
+                    st = DriftState(
+                        host=v.host, playbook=run.playbook, state=v.state, since=now, fingerprint="", tasks=[]
+                    )
                     s.add(st)
                 elif st.state != v.state:
                     st.since = now
-                open_ep = s.scalar(select(DriftEpisode).where(DriftEpisode.host == v.host, DriftEpisode.playbook == run.playbook,
-                                                              DriftEpisode.resolved_at.is_(None)).order_by(DriftEpisode.id.desc()))
+                open_ep = s.scalar(
+                    select(DriftEpisode)
+                    .where(
+                        DriftEpisode.host == v.host,
+                        DriftEpisode.playbook == run.playbook,
+                        DriftEpisode.resolved_at.is_(None),
+                    )
+                    .order_by(DriftEpisode.id.desc())
+                )
                 if v.state == "drifted" and fp != st.fingerprint:
                     if open_ep is not None:
                         open_ep.resolved_at, open_ep.resolved_job, open_ep.resolution = now, job_id, "changed"
-                    s.add(DriftEpisode(host=v.host, playbook=run.playbook, fingerprint=fp, tasks=list(v.tasks),
-                                       roles=sorted({t["role"] for t in v.tasks if t.get("role")}),
-                                       started_at=now, started_job=job_id))
-                    events.append(DriftEvent("drift", v.host, run.playbook, tuple(task_label(t) for t in v.tasks), fp, job_id, url))
+                    s.add(
+                        DriftEpisode(
+                            host=v.host,
+                            playbook=run.playbook,
+                            fingerprint=fp,
+                            tasks=list(v.tasks),
+                            roles=sorted({t["role"] for t in v.tasks if t.get("role")}),
+                            started_at=now,
+                            started_job=job_id,
+                        )
+                    )
+                    events.append(
+                        DriftEvent(
+                            "drift", v.host, run.playbook, tuple(task_label(t) for t in v.tasks), fp, job_id, url
+                        )
+                    )
                     st.fingerprint, st.tasks = fp, list(v.tasks)
                 elif v.state == "drifted":
                     st.tasks = list(v.tasks)  # same drift: fresher diffs, no notification
@@ -267,7 +346,9 @@ class DriftService:
 
     def recent_checks(self, limit: int = 20) -> list[tuple[DriftRun, Job]]:
         with self.store.session() as s:
-            rows = s.execute(select(DriftRun, Job).join(Job, Job.id == DriftRun.job_id).order_by(Job.id.desc()).limit(limit))
+            rows = s.execute(
+                select(DriftRun, Job).join(Job, Job.id == DriftRun.job_id).order_by(Job.id.desc()).limit(limit)
+            )
             return [(r, j) for r, j in rows]
 
     def results(self, job_id: int) -> list[DriftResult]:

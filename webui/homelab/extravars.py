@@ -20,7 +20,7 @@ import yaml
 UNSAFE_TAG = "!unsafe"
 
 
-class _UnsafeDumper(yaml.SafeDumper):
+class _UnsafeDumper(yaml.SafeDumper):  # type: ignore[misc,unused-ignore]  # (no stubs for PyYAML here)
     """SafeDumper whose every string is `!unsafe` and double-quoted (every character escaped)."""
 
 
@@ -30,7 +30,7 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 
 _UnsafeDumper.add_representer(str, _represent_str)
 # Aliases (&id001) would let one value stand for another: every value is written out in full.
-_UnsafeDumper.ignore_aliases = lambda self, data: True  # type: ignore[method-assign]
+_UnsafeDumper.ignore_aliases = lambda self, data: True  # type: ignore[method-assign,unused-ignore]
 
 
 def dump_unsafe(variables: dict[str, Any]) -> str:
@@ -39,8 +39,15 @@ def dump_unsafe(variables: dict[str, Any]) -> str:
     Raises ValueError for a value that is not plain data (str, int, float, bool, None, lists and
     mappings of those) or a string that is not valid Unicode (a lone surrogate)."""
     _check(variables, "extra vars")
-    return yaml.dump(variables, Dumper=_UnsafeDumper, allow_unicode=False, width=float("inf"),
-                     default_flow_style=False, sort_keys=True)
+    text: str = yaml.dump(
+        variables,
+        Dumper=_UnsafeDumper,
+        allow_unicode=False,
+        width=float("inf"),
+        default_flow_style=False,
+        sort_keys=True,
+    )
+    return text
 
 
 def _check(value: Any, where: str) -> None:

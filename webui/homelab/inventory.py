@@ -37,12 +37,14 @@ class Inventory(HostResolver):
             out = []
             for h in sorted(im.get_hosts(), key=lambda h: h.name):
                 v = h.get_vars()
-                out.append({
-                    "name": h.name,
-                    "groups": sorted(g.name for g in h.get_groups() if g.name not in ("all", "ungrouped")),
-                    "connection": v.get("ansible_connection", "ssh"),
-                    "address": v.get("ansible_host", h.name),
-                })
+                out.append(
+                    {
+                        "name": h.name,
+                        "groups": sorted(g.name for g in h.get_groups() if g.name not in ("all", "ungrouped")),
+                        "connection": v.get("ansible_connection", "ssh"),
+                        "address": v.get("ansible_host", h.name),
+                    }
+                )
             return out
 
     def resolve(self, entry: Entry, limit: str) -> list[str]:
@@ -51,7 +53,9 @@ class Inventory(HostResolver):
         for t in entry.targets:
             allowed.update(groups.get(t, []))
         if not allowed:
-            raise ValidationError(f"the inventory has no host in {', '.join(entry.targets)} for '{entry.id}'", status=409)
+            raise ValidationError(
+                f"the inventory has no host in {', '.join(entry.targets)} for '{entry.id}'", status=409
+            )
         tokens = parse_limit(limit)
         if not tokens:
             return sorted(allowed)
@@ -66,7 +70,9 @@ class Inventory(HostResolver):
                 raise ValidationError(f"limit '{t}' is neither a host nor a group of the inventory", field="limit")
             outside = members - allowed
             if t in all_hosts and outside:
-                raise ValidationError(f"'{entry.id}' may only target {', '.join(entry.targets)}; '{t}' is not in them", field="limit")
+                raise ValidationError(
+                    f"'{entry.id}' may only target {', '.join(entry.targets)}; '{t}' is not in them", field="limit"
+                )
             chosen |= members & allowed
         if not chosen:
             raise ValidationError(f"limit '{limit[:60]}' matches no host '{entry.id}' may target", field="limit")

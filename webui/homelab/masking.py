@@ -74,7 +74,14 @@ def _mask(value: Any, known: list[str]) -> Any:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if isinstance(k, str) and k not in _HARMLESS and SECRET_KEY_RE.search(k) and isinstance(v, (str, int, float)) and not isinstance(v, bool) and v != "":
+            if (
+                isinstance(k, str)
+                and k not in _HARMLESS
+                and SECRET_KEY_RE.search(k)
+                and isinstance(v, (str, int, float))
+                and not isinstance(v, bool)
+                and v != ""
+            ):
                 out[k] = MASK
             else:
                 out[k] = _mask(v, known)

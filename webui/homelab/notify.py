@@ -1,4 +1,6 @@
-"""Drift notifications: Discord webhook, ntfy and a generic JSON webhook, each optional.
+"""Notifications: Discord webhook, ntfy and a generic JSON webhook, each optional. They send any
+Event (a title, text, JSON, a link and whether it is an alarm): drift's DriftEvent here, or an event
+of any part that plugs in (Jarvis's escalations and breakers); nothing here knows who sends.
 
 URLs come from the environment (HOMELAB_NOTIFY_DISCORD_URL, HOMELAB_NOTIFY_NTFY_URL,
 HOMELAB_NOTIFY_WEBHOOK_URL, and HOMELAB_NOTIFY_NTFY_TOKEN for a protected ntfy topic) or from
@@ -16,12 +18,33 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 log = logging.getLogger(__name__)
 
 CHANNELS = ("discord", "ntfy", "webhook")
-ENV = {"discord": "HOMELAB_NOTIFY_DISCORD_URL", "ntfy": "HOMELAB_NOTIFY_NTFY_URL", "webhook": "HOMELAB_NOTIFY_WEBHOOK_URL"}
+ENV = {
+    "discord": "HOMELAB_NOTIFY_DISCORD_URL",
+    "ntfy": "HOMELAB_NOTIFY_NTFY_URL",
+    "webhook": "HOMELAB_NOTIFY_WEBHOOK_URL",
+}
+
+
+class Event(Protocol):
+    """What Notifier sends."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def alarm(self) -> bool: ...  # red / warning (True), or green / all clear (False)
+
+    def text(self, limit: int = 1800) -> str: ...
+
+    def as_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -35,6 +58,10 @@ class DriftEvent:
     fingerprint: str = ""
     job_id: int | None = None
     url: str = ""
+
+    @property
+    def alarm(self) -> bool:
+        return self.kind == "drift"
 
     @property
     def title(self) -> str:
@@ -54,13 +81,21 @@ class DriftEvent:
         return out if len(out) <= limit else out[: limit - 1] + "…"
 
     def as_json(self) -> dict[str, Any]:
-        return {"event": f"drift.{self.kind}", "host": self.host, "playbook": self.playbook, "tasks": list(self.tasks),
-                "fingerprint": self.fingerprint, "job_id": self.job_id, "url": self.url, "title": self.title}
+        return {
+            "event": f"drift.{self.kind}",
+            "host": self.host,
+            "playbook": self.playbook,
+            "tasks": list(self.tasks),
+            "fingerprint": self.fingerprint,
+            "job_id": self.job_id,
+            "url": self.url,
+            "title": self.title,
+        }
 
 
 @dataclass
 class Notifier:
-    """Sends DriftEvents to every configured channel."""
+    """Sends events to every configured channel."""
 
     urls: dict[str, str] = field(default_factory=dict)
     ntfy_token: str = ""
@@ -85,7 +120,7 @@ class Notifier:
     def channels(self) -> list[str]:
         return [c for c in CHANNELS if c in self.urls]
 
-    def send_async(self, events: list[DriftEvent]) -> threading.Thread | None:
+    def send_async(self, events: Sequence[Event]) -> threading.Thread | None:
         if not events or not self.urls:
             return None
         t = threading.Thread(target=self.send, args=(events,), name="homelab-notify", daemon=True)
@@ -98,7 +133,7 @@ class Notifier:
         for t in list(self._threads):
             t.join(timeout)
 
-    def send(self, events: list[DriftEvent]) -> None:
+    def send(self, events: Sequence[Event]) -> None:
         for ev in events:
             for ch in self.channels:
                 try:
@@ -109,21 +144,35 @@ class Notifier:
                     self.failures[ch] = why
                     log.warning("drift notification to %s failed: %s", ch, why)
 
-    def _post(self, channel: str, ev: DriftEvent) -> None:
+    def _post(self, channel: str, ev: Event) -> None:
         url = self.urls[channel]
         headers = {"User-Agent": "homelab-drift"}
         if channel == "discord":
-            alarm = getattr(ev, "alarm", ev.kind == "drift")  # DriftEvent, or Jarvis's escalations/breakers
-            color = 0xE5534B if alarm else 0x3FB950
-            body = json.dumps({"username": "homelab", "allowed_mentions": {"parse": []},
-                               "embeds": [{"title": ev.title[:256], "description": ev.text(3500)[len(ev.title) + 1:] or ev.title,
-                                           "color": color, **({"url": ev.url} if ev.url else {})}]}).encode()
+            color = 0xE5534B if ev.alarm else 0x3FB950
+            body = json.dumps(
+                {
+                    "username": "homelab",
+                    "allowed_mentions": {"parse": []},
+                    "embeds": [
+                        {
+                            "title": ev.title[:256],
+                            "description": ev.text(3500)[len(ev.title) + 1 :] or ev.title,
+                            "color": color,
+                            **({"url": ev.url} if ev.url else {}),
+                        }
+                    ],
+                }
+            ).encode()
             headers["Content-Type"] = "application/json"
         elif channel == "ntfy":
             body = ev.text(3800).encode()
-            headers.update({"Title": ev.title.encode("ascii", "replace").decode(),
-                            "Tags": "warning" if getattr(ev, "alarm", ev.kind == "drift") else "white_check_mark",
-                            "Priority": "4" if getattr(ev, "alarm", ev.kind == "drift") else "3"})
+            headers.update(
+                {
+                    "Title": ev.title.encode("ascii", "replace").decode(),
+                    "Tags": "warning" if ev.alarm else "white_check_mark",
+                    "Priority": "4" if ev.alarm else "3",
+                }
+            )
             if ev.url:
                 headers["Click"] = ev.url
             if self.ntfy_token:

@@ -31,13 +31,21 @@ def processes_with_marker(marker: str) -> list[int]:
     return pids
 
 
+def _term_group(pid: int) -> None:
+    os.killpg(os.getpgid(pid), signal.SIGTERM)
+
+
+def _term(pid: int) -> None:
+    os.kill(pid, signal.SIGTERM)
+
+
 def kill_marked(marker: str, grace: float = 3.0) -> int:
     """SIGTERM then SIGKILL every process (and its group) that carries the marker; how many were found."""
     pids = processes_with_marker(marker)
     for pid in pids:
-        for fn in (lambda p: os.killpg(os.getpgid(p), signal.SIGTERM), lambda p: os.kill(p, signal.SIGTERM)):
+        for term in (_term_group, _term):
             try:
-                fn(pid)
+                term(pid)
             except (ProcessLookupError, PermissionError, OSError):
                 pass
     deadline = time.monotonic() + grace

@@ -41,8 +41,22 @@ UPSTREAM_RE = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}$")
 DB_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DERIVED = ("url", "health_url")  # what as_dict adds: accepted back, never trusted (recomputed)
-FIELDS = ("name", "title", "kind", "enabled", "domains", "upstream", "health", "project", "containers", "databases",
-          "data", "data_exclude", "source", "ops")
+FIELDS = (
+    "name",
+    "title",
+    "kind",
+    "enabled",
+    "domains",
+    "upstream",
+    "health",
+    "project",
+    "containers",
+    "databases",
+    "data",
+    "data_exclude",
+    "source",
+    "ops",
+)
 
 
 class RegistryError(ValueError):
@@ -145,8 +159,11 @@ def check_entry(raw: Any) -> Service:
             raise RegistryError(name, "health", f"path {path!r} must start with '/' and hold no spaces")
         status = health.get("status", [200])
         status = [status] if isinstance(status, int) else status
-        if not isinstance(status, list) or not status or not all(
-                isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in status):
+        if (
+            not isinstance(status, list)
+            or not status
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in status)
+        ):
             raise RegistryError(name, "health", f"status {status!r} must be a list of HTTP statuses")
         health = {"path": path, "status": status}
     elif "command" in health:
@@ -171,11 +188,20 @@ def check_entry(raw: Any) -> Service:
         raise RegistryError(name, "source", "must be a git URL or path")
     title = raw.get("title") or name.replace("_", " ").title()
     return Service(
-        name=name, title=str(title), kind=kind, enabled=_bool(name, raw.get("enabled", False)), domains=domains,
-        upstream=upstream, health=health, project=project,
+        name=name,
+        title=str(title),
+        kind=kind,
+        enabled=_bool(name, raw.get("enabled", False)),
+        domains=domains,
+        upstream=upstream,
+        health=health,
+        project=project,
         containers=_strings(name, "containers", raw.get("containers"), CONTAINER_RE),
-        databases=_strings(name, "databases", raw.get("databases"), DB_RE), data=data,
-        data_exclude=_strings(name, "data_exclude", raw.get("data_exclude")), source=source, ops=ops,
+        databases=_strings(name, "databases", raw.get("databases"), DB_RE),
+        data=data,
+        data_exclude=_strings(name, "data_exclude", raw.get("data_exclude")),
+        source=source,
+        ops=ops,
     )
 
 
@@ -290,6 +316,7 @@ def _init_plugins() -> None:
     with _PLUGINS_READY:
         if not _plugins_ready:
             from ansible.plugins.loader import init_plugin_loader
+
             init_plugin_loader()
             _plugins_ready = True
 
@@ -305,6 +332,7 @@ def _resolve(inventory: Path, group: str) -> dict[str, dict[str, Service]]:
     vault_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
     if vault_file:
         from ansible.parsing.vault import get_file_vault_secret
+
         secret = get_file_vault_secret(filename=vault_file, loader=loader)
         secret.load()
         loader.set_vault_secrets([("default", secret)])

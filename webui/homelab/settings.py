@@ -39,13 +39,29 @@ class Settings:
     cookie_secure: str = "auto"  # "auto": Secure when the request came over HTTPS; "1" always; "0" never
     trust_proxy: bool = False
     # Names of environment variables a job may inherit from the server process (exact or prefix*).
-    job_env_allow: tuple[str, ...] = field(default=(
-        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "TMPDIR",
-        "SSH_AUTH_SOCK", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "LAB_*",
-        "ANSIBLE_VAULT_PASSWORD_FILE", "VIRTUAL_ENV",
-        "ANSIBLE_STRATEGY",  # the opt-in Mitogen strategy (ANSIBLE_STRATEGY=mitogen_linear) reaches the jobs
-        "HOMELAB_VAR_DIR",  # inventory/lab reads it (lab secrets dir); a path, not a secret
-    ))
+    job_env_allow: tuple[str, ...] = field(
+        default=(
+            "PATH",
+            "HOME",
+            "USER",
+            "LOGNAME",
+            "LANG",
+            "LANGUAGE",
+            "LC_*",
+            "TZ",
+            "TERM",
+            "TMPDIR",
+            "SSH_AUTH_SOCK",
+            "DOCKER_HOST",
+            "DOCKER_CERT_PATH",
+            "DOCKER_TLS_VERIFY",
+            "LAB_*",
+            "ANSIBLE_VAULT_PASSWORD_FILE",
+            "VIRTUAL_ENV",
+            "ANSIBLE_STRATEGY",  # the opt-in Mitogen strategy (ANSIBLE_STRATEGY=mitogen_linear) reaches the jobs
+            "HOMELAB_VAR_DIR",  # inventory/lab reads it (lab secrets dir); a path, not a secret
+        )
+    )
 
     @property
     def db_url(self) -> str:

@@ -7,19 +7,30 @@ Only the engine's writer thread writes events; web requests read.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, create_engine,
-                        event)
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Table, Text, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
-
-FINAL_STATES = ("successful", "failed", "canceled")
-STATES = ("queued", "running") + FINAL_STATES
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def rowcount(result: Any) -> int:
+    """How many rows an UPDATE or DELETE changed (Session.execute's declared Result type hides rowcount)."""
+    return int(result.rowcount)
+
+
+def table(model: Any) -> Table:
+    """A mapped class's Table, for SQLAlchemy Core statements."""
+    return cast(Table, model.__table__)
+
+
+def iso_z(t: dt.datetime | None) -> str | None:
+    """A stored (naive UTC) time as ISO 8601 with a Z, as the API and the pages show it; None stays None."""
+    return t.isoformat() + "Z" if t else None
 
 
 class Base(DeclarativeBase):
@@ -57,15 +68,27 @@ class Job(Base):
     artifact_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
-        def iso(t: dt.datetime | None) -> str | None:
-            return t.isoformat() + "Z" if t else None
+        iso = iso_z
         return {
-            "id": self.id, "playbook": self.playbook, "title": self.title, "params": self.params,
-            "limit": self.requested_limit, "hosts": self.hosts, "check": self.check, "diff": self.diff,
-            "status": self.status, "reason": self.reason, "rc": self.rc, "created_by": self.created_by,
-            "source": self.source, "rerun_of": self.rerun_of, "created_at": iso(self.created_at),
-            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
-            "event_count": self.event_count, "tags": list(self.tags or []),
+            "id": self.id,
+            "playbook": self.playbook,
+            "title": self.title,
+            "params": self.params,
+            "limit": self.requested_limit,
+            "hosts": self.hosts,
+            "check": self.check,
+            "diff": self.diff,
+            "status": self.status,
+            "reason": self.reason,
+            "rc": self.rc,
+            "created_by": self.created_by,
+            "source": self.source,
+            "rerun_of": self.rerun_of,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "event_count": self.event_count,
+            "tags": list(self.tags or []),
         }
 
 
@@ -82,8 +105,14 @@ class JobEvent(Base):
     __table_args__ = (Index("ix_job_events_job_seq", "job_id", "seq"),)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "event": self.event, "host": self.host, "task": self.task,
-                "stdout": self.stdout, "created": self.created}
+        return {
+            "seq": self.seq,
+            "event": self.event,
+            "host": self.host,
+            "task": self.task,
+            "stdout": self.stdout,
+            "created": self.created,
+        }
 
 
 class HostRecap(Base):
@@ -100,7 +129,10 @@ class HostRecap(Base):
     ignored: Mapped[int] = mapped_column(Integer, default=0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("host", "ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")}
+        return {
+            k: getattr(self, k)
+            for k in ("host", "ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
+        }
 
 
 class TaskResult(Base):
@@ -118,7 +150,10 @@ class TaskResult(Base):
     role: Mapped[str | None] = mapped_column(String(120), default="", nullable=True)  # the role the task is in
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("seq", "host", "task", "action", "status", "message", "diff", "duration", "role")}
+        return {
+            k: getattr(self, k)
+            for k in ("seq", "host", "task", "action", "status", "message", "diff", "duration", "role")
+        }
 
 
 class User(Base):
@@ -148,6 +183,7 @@ class WebSession(Base):
     """A logged-in browser. The signed cookie carries a random id whose hash is the key here; a
     request counts as logged in only while its row exists, so logout (which deletes it) ends the
     session on the server and a copy of the cookie taken before stops working."""
+
     __tablename__ = "web_sessions"
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the id in the cookie
     username: Mapped[str] = mapped_column(String(64), index=True)
@@ -167,11 +203,9 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(200), default="ok")
 
 
-DRIFT_STATES = ("drifted", "clean", "unknown")
-
-
 class DriftRun(Base):
     """A job that is a drift check (the playbook in check + diff mode), and what asked for it."""
+
     __tablename__ = "drift_runs"
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     playbook: Mapped[str] = mapped_column(String(64), index=True)  # the catalog id checked
@@ -182,6 +216,7 @@ class DriftRun(Base):
 
 class DriftResult(Base):
     """One host's result of one drift check."""
+
     __tablename__ = "drift_results"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -189,13 +224,16 @@ class DriftResult(Base):
     host: Mapped[str] = mapped_column(String(200), index=True)
     state: Mapped[str] = mapped_column(String(16))  # drifted, clean, unknown
     reason: Mapped[str] = mapped_column(Text, default="")  # why unknown
-    tasks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # {task, role, action, diff, message}, masked
+    tasks: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list
+    )  # {task, role, action, diff, message}, masked
     fingerprint: Mapped[str] = mapped_column(String(64), default="")
     checked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
 class DriftState(Base):
     """The current drift state of a host for a playbook, and the drift last notified."""
+
     __tablename__ = "drift_states"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host: Mapped[str] = mapped_column(String(200))
@@ -212,6 +250,7 @@ class DriftState(Base):
 
 class DriftEpisode(Base):
     """History: one drift (a set of drifted tasks on a host) from when it was seen until it was resolved."""
+
     __tablename__ = "drift_episodes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     host: Mapped[str] = mapped_column(String(200), index=True)
@@ -228,6 +267,7 @@ class DriftEpisode(Base):
 
 class SchedulerLease(Base):
     """Who runs the scheduler: the one process holding an unexpired lease (works on SQLite and PostgreSQL)."""
+
     __tablename__ = "scheduler_lease"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
@@ -243,6 +283,7 @@ class Store:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
+
             @event.listens_for(self.engine, "connect")
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
@@ -251,6 +292,7 @@ class Store:
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
+
         Base.metadata.create_all(self.engine)
         self._add_missing_columns()
         self.session = sessionmaker(self.engine, expire_on_commit=False)
@@ -258,6 +300,7 @@ class Store:
     def _add_missing_columns(self) -> None:
         """Columns added to a table after a store was created (nullable ones only): no migration tool needed."""
         from sqlalchemy import inspect, text
+
         insp = inspect(self.engine)
         with self.engine.begin() as conn:
             for table in Base.metadata.sorted_tables:
@@ -267,12 +310,28 @@ class Store:
                         ddl = col.type.compile(dialect=self.engine.dialect)
                         conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
 
-    def audit(self, actor: str, action: str, target: str = "", params: dict[str, Any] | None = None,
-              ip: str = "", outcome: str = "ok") -> None:
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str = "",
+        params: dict[str, Any] | None = None,
+        ip: str = "",
+        outcome: str = "ok",
+    ) -> None:
         from homelab.masking import mask
+
         with self.session.begin() as s:
-            s.add(AuditEntry(actor=_text(actor, 120), action=_text(action, 64), target=_text(target, 200),
-                             params=mask(params or {}), ip=_text(ip, 64), outcome=_text(outcome, 200)))
+            s.add(
+                AuditEntry(
+                    actor=_text(actor, 120),
+                    action=_text(action, 64),
+                    target=_text(target, 200),
+                    params=mask(params or {}),
+                    ip=_text(ip, 64),
+                    outcome=_text(outcome, 200),
+                )
+            )
 
 
 def _text(value: str, limit: int) -> str:

@@ -1,4 +1,6 @@
 """The job engine: the one way a playbook runs (web, API, CLI, schedules, Jarvis all call submit).
+It queues, dispatches, launches and cancels; building a runner (homelab.jobs.runner), turning its
+events into rows (homelab.jobs.events) and pruning old artifacts (homelab.jobs.retention) live apart.
 
 Design, and why:
 - Each job gets a fresh private_data_dir under var/jobs/ and runs through ansible-runner in its
@@ -17,41 +19,32 @@ Design, and why:
 
 from __future__ import annotations
 
-import difflib
-import json
+import functools
 import logging
 import os
 import queue
 import secrets as pysecrets
-import shlex
 import shutil
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ansible_runner import Runner, RunnerConfig
-from sqlalchemy import insert, select, update
+from ansible_runner import Runner
+from sqlalchemy import select, update
 
 from homelab.catalog import Catalog, JobSpec, ValidationError
-from homelab.extravars import write_vars_file
-from homelab.masking import MASK, mask, mask_text
-from homelab.processes import MARKER_ENV, kill_marked, processes_with_marker  # noqa: F401 (re-exported)
+from homelab.jobs.events import rows_of, write_rows
+from homelab.jobs.retention import prune_artifacts
+from homelab.jobs.runner import SECRET_VARS_FILE, build_runner, filter_env
+from homelab.masking import MASK
+from homelab.processes import kill_marked
 from homelab.settings import Settings
-from homelab.store import FINAL_STATES, HostRecap, Job, JobEvent, Store, TaskResult, utcnow
-from homelab.supervise import SERVER_PID_ENV
+from homelab.states import FINAL_STATES, LIVE_STATES
+from homelab.store import HostRecap, Job, JobEvent, Store, TaskResult, utcnow
 
 log = logging.getLogger(__name__)
-
-RESULT_EVENTS = {
-    "runner_on_ok": "ok", "runner_on_failed": "failed", "runner_on_unreachable": "unreachable",
-    "runner_on_skipped": "skipped",
-}
-EXTRA_VARS_FILE = "extra-vars.yml"
-SECRET_VARS_FILE = "secret-vars.yml"
 
 
 @dataclass
@@ -77,52 +70,18 @@ def _another_live_server(pid: int | None) -> bool:
         return False
 
 
-def render_diff(diff: Any) -> str:
-    """Ansible's diff structure (dict or list of dicts) as unified text."""
-    items = diff if isinstance(diff, list) else [diff]
-    out: list[str] = []
-    for d in items:
-        if not isinstance(d, dict):
-            continue
-        if "prepared" in d:
-            out.append(str(d["prepared"]))
-            continue
-        before, after = d.get("before", ""), d.get("after", "")
-        if isinstance(before, (dict, list)) or isinstance(after, (dict, list)):
-            before = json.dumps(before, indent=2, sort_keys=True, default=str)
-            after = json.dumps(after, indent=2, sort_keys=True, default=str)
-        out.extend(difflib.unified_diff(
-            str(before).splitlines(), str(after).splitlines(),
-            fromfile=str(d.get("before_header", "before")), tofile=str(d.get("after_header", "after")), lineterm=""))
-    return "\n".join(out)
-
-
-def _result_diff(res: dict[str, Any]) -> str:
-    """A task's diff; for a loop, each changed item's diff under its label (or the label alone,
-    for modules that return no diff), so a drift report names the item (sysctl key, port) that changed."""
-    if res.get("diff"):
-        return render_diff(res["diff"])
-    items = res.get("results")
-    if not isinstance(items, list):
-        return ""
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("changed"):
-            continue
-        label = item.get("_ansible_item_label", item.get("item", ""))
-        if not isinstance(label, str):
-            label = json.dumps(label, sort_keys=True, default=str)
-        out.append(f"# item changed: {label}")
-        if item.get("diff"):
-            out.append(render_diff(item["diff"]))
-    return "\n".join(out)
-
-
 class JobEngine:
     """Queue, run, persist and cancel catalog jobs."""
 
-    def __init__(self, settings: Settings, store: Store, catalog: Catalog, inventory: Any,
-                 pexpect_timeout: float = 0.25, coalesce: float = 0.02) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        catalog: Catalog,
+        inventory: Any,
+        pexpect_timeout: float = 0.25,
+        coalesce: float = 0.02,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
@@ -169,16 +128,20 @@ class JobEngine:
         now = utcnow()
         n = 0
         with self.store.session.begin() as s:
-            for job in s.scalars(select(Job).where(Job.status.in_(("queued", "running")))):
+            for job in s.scalars(select(Job).where(Job.status.in_(LIVE_STATES))):
                 if _another_live_server(job.server_pid):
                     continue  # a second server on this machine and store still owns it
                 killed = kill_marked(job.marker, grace=2.0) if job.marker else 0
                 if job.status == "running":
-                    job.reason = (f"the homelab server (pid {job.server_pid}) that ran this job stopped before it "
-                                  f"finished; marked failed when the server started again")
+                    job.reason = (
+                        f"the homelab server (pid {job.server_pid}) that ran this job stopped before it "
+                        f"finished; marked failed when the server started again"
+                    )
                 else:
-                    job.reason = (f"the homelab server (pid {job.server_pid}) stopped before this job could start; "
-                                  f"marked failed when the server started again (run it again if still wanted)")
+                    job.reason = (
+                        f"the homelab server (pid {job.server_pid}) stopped before this job could start; "
+                        f"marked failed when the server started again (run it again if still wanted)"
+                    )
                 if killed:
                     job.reason += f"; {killed} leftover ansible process(es) were killed"
                 job.status = "failed"
@@ -189,16 +152,28 @@ class JobEngine:
         return n
 
     # ---------------------------------------------------------------- public API
-    def submit(self, spec: JobSpec, actor: str, source: str = "web", rerun_of: int | None = None,
-               requested_limit: str = "") -> Job:
+    def submit(
+        self, spec: JobSpec, actor: str, source: str = "web", rerun_of: int | None = None, requested_limit: str = ""
+    ) -> Job:
         """Record a validated job as queued and start it when its hosts and a slot are free."""
         marker = pysecrets.token_hex(16)
         with self.store.session.begin() as s:
             job = Job(
-                playbook=spec.entry.id, title=spec.entry.title, params=spec.masked_params(),
-                limit=spec.limit, requested_limit=requested_limit, hosts=list(spec.hosts), check=spec.check,
-                diff=spec.diff, status="queued", created_by=actor, source=source, rerun_of=rerun_of,
-                server_pid=os.getpid(), marker=marker, tags=list(spec.tags),
+                playbook=spec.entry.id,
+                title=spec.entry.title,
+                params=spec.masked_params(),
+                limit=spec.limit,
+                requested_limit=requested_limit,
+                hosts=list(spec.hosts),
+                check=spec.check,
+                diff=spec.diff,
+                status="queued",
+                created_by=actor,
+                source=source,
+                rerun_of=rerun_of,
+                server_pid=os.getpid(),
+                marker=marker,
+                tags=list(spec.tags),
             )
             s.add(job)
             s.flush()
@@ -214,9 +189,18 @@ class JobEngine:
         old = self.get(job_id)
         entry = self.catalog.get(old.playbook)
         if any(p.secret and p.name in old.params for p in entry.parameters) or MASK in old.params.values():
-            raise ValidationError(f"job {job_id} had secret parameters, which are not stored; start it from the catalog", status=409)
-        spec = self.catalog.prepare(old.playbook, old.params, old.requested_limit, old.check, old.diff, self.inventory,
-                                    tags=list(old.tags or []))
+            raise ValidationError(
+                f"job {job_id} had secret parameters, which are not stored; start it from the catalog", status=409
+            )
+        spec = self.catalog.prepare(
+            old.playbook,
+            old.params,
+            old.requested_limit,
+            check=old.check,
+            diff=old.diff,
+            inventory=self.inventory,
+            tags=list(old.tags or []),
+        )
         return self.submit(spec, actor, source, rerun_of=job_id, requested_limit=old.requested_limit)
 
     def cancel(self, job_id: int, actor: str = "") -> str:
@@ -254,8 +238,14 @@ class JobEngine:
 
     def events_after(self, job_id: int, after: int = 0, limit: int = 1000) -> list[JobEvent]:
         with self.store.session() as s:
-            return list(s.scalars(select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after)
-                                  .order_by(JobEvent.seq).limit(limit)))
+            return list(
+                s.scalars(
+                    select(JobEvent)
+                    .where(JobEvent.job_id == job_id, JobEvent.seq > after)
+                    .order_by(JobEvent.seq)
+                    .limit(limit)
+                )
+            )
 
     def recaps(self, job_id: int) -> list[HostRecap]:
         with self.store.session() as s:
@@ -311,21 +301,25 @@ class JobEngine:
                 blockers = sorted({busy[h] for h in hosts if h in busy})
                 if blockers:
                     held = sorted(h for h in hosts if h in busy)
-                    waiting[job.id] = (f"waiting: {', '.join(held)} busy with job "
-                                       f"{', '.join('#' + str(b) for b in blockers)}")
+                    waiting[job.id] = (
+                        f"waiting: {', '.join(held)} busy with job {', '.join('#' + str(b) for b in blockers)}"
+                    )
                     for h in hosts:
                         busy.setdefault(h, job.id)  # a later job on these hosts waits behind this one
                     continue
                 if len(self._active) >= self.settings.max_parallel_jobs:
-                    waiting[job.id] = f"waiting: {len(self._active)} jobs running, the limit is {self.settings.max_parallel_jobs}"
+                    waiting[job.id] = (
+                        f"waiting: {len(self._active)} jobs running, the limit is {self.settings.max_parallel_jobs}"
+                    )
                     continue
                 spec = self._specs.get(job.id)
                 if spec is None:  # queued by another process: never started here
                     continue
                 busy.update(dict.fromkeys(hosts, job.id))
                 self._launch(job, spec)
-            changed = {jid: why for jid, why in waiting.items()
-                       if why != next((j.reason for j in queued if j.id == jid), None)}
+            changed = {
+                jid: why for jid, why in waiting.items() if why != next((j.reason for j in queued if j.id == jid), None)
+            }
             if changed:
                 with self.store.session.begin() as s:
                     for jid, why in changed.items():
@@ -344,83 +338,37 @@ class JobEngine:
         except Exception as exc:  # the job cannot start: say why, free the slot
             log.exception("job %s could not start", job.id)
             self._active.pop(job.id, None)
-            self._queue.put(("finish", job.id, {"status": "failed", "rc": None,
-                                                "reason": f"could not start: {exc}", "done": None}))
+            self._queue.put(
+                ("finish", job.id, {"status": "failed", "rc": None, "reason": f"could not start: {exc}", "done": None})
+            )
             return
         active.runner = runner
         with self.store.session.begin() as s:
-            s.execute(update(Job).where(Job.id == job.id).values(
-                status="running", reason="", started_at=utcnow(), artifacts_dir=str(pdd), server_pid=os.getpid()))
+            s.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(
+                    status="running", reason="", started_at=utcnow(), artifacts_dir=str(pdd), server_pid=os.getpid()
+                )
+            )
         self._notify()
         active.thread = threading.Thread(target=self._run, args=(active,), name=f"homelab-job-{job.id}", daemon=True)
         active.thread.start()
 
     def _build_runner(self, job: Job, spec: JobSpec, pdd: Path, active: _Active) -> Runner:
-        flags = [f for f, on in (("--check", spec.check), ("--diff", spec.diff)) if on]
-        if spec.tags:  # names checked by catalog.parse_tags: no spaces, no shell meaning
-            flags += ["--tags", ",".join(spec.tags)]
-        # Every parameter reaches ansible as unsafe data in a vars file, never templated
-        # (homelab.extravars). Secret ones go to their own 0600 file, deleted when the run ends;
-        # neither is ever on a command line (ps, the runner's `command` artifact).
-        public = {k: v for k, v in spec.extravars.items() if k not in spec.secret_names}
-        secret = {k: v for k, v in spec.extravars.items() if k in spec.secret_names}
-        for name, values in ((EXTRA_VARS_FILE, public), (SECRET_VARS_FILE, secret)):
-            if values:
-                flags += ["-e", "@" + str(write_vars_file(pdd / name, values))]
-        cmdline = " ".join(shlex.quote(f) for f in flags)
-        rc = RunnerConfig(
-            private_data_dir=str(pdd),
-            project_dir=str(self.settings.root),
-            playbook=str(spec.entry.playbook),
-            inventory=str(self.settings.inventory),
-            ident=str(job.id),
-            limit=spec.limit or None,
-            cmdline=cmdline or None,
-            envvars={
-                "ANSIBLE_CONFIG": str(self.settings.ansible_cfg),
-                "ANSIBLE_FORCE_COLOR": "1",
-                "ANSIBLE_NOCOLOR": "0",
-                "HOMELAB_JOB_ID": str(job.id),
-                MARKER_ENV: job.marker,
-                SERVER_PID_ENV: str(os.getpid()),
-            },
-            quiet=True,
-            suppress_env_files=True,
-            # Not runner's per-job jsonfile cache: ansible.cfg's fact cache applies, as for the CLI
-            # (gathering=smart then reuses facts instead of gathering them again on every job).
-            fact_cache_type="ansible.cfg",
-        )
-        rc.prepare()
-        # prepare() resets these from env/settings (which suppress_env_files means we never write),
-        # so they are set after it: quick cancel checks, nothing on the server's console, and no
-        # unmasked stdout copy on disk (the store keeps the masked output).
-        rc.pexpect_timeout = self.pexpect_timeout
-        rc.suppress_ansible_output = True
-        rc.suppress_output_file = True
-        rc.env = self.filter_env(rc.env)
-        # The supervisor makes the run die with this server, even after a kill -9 (homelab.supervise).
-        rc.command = [sys.executable, "-m", "homelab.supervise", "--", *rc.command]
-        return Runner(
-            rc,
-            event_handler=lambda ev, _id=job.id: self._on_event(_id, ev),
-            cancel_callback=active.cancel.is_set,
-            status_handler=None,
-            finished_callback=None,
+        return build_runner(
+            self.settings,
+            job,
+            spec,
+            pdd,
+            cancelled=active.cancel.is_set,
+            on_event=functools.partial(self._on_event, job.id),
+            pexpect_timeout=self.pexpect_timeout,
         )
 
     def filter_env(self, prepared: dict[str, str], server_env: dict[str, str] | None = None) -> dict[str, str]:
         """Keep what ansible-runner added or changed and the allow-listed variables; drop the rest."""
-        server_env = dict(os.environ if server_env is None else server_env)
-
-        def allowed(name: str) -> bool:
-            return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in self.settings.job_env_allow)
-
-        out = {k: v for k, v in prepared.items() if k not in server_env or server_env[k] != v or allowed(k)}
-        venv_bin = str(Path(sys.executable).parent)
-        path = out.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-        if venv_bin not in path.split(os.pathsep):
-            out["PATH"] = venv_bin + os.pathsep + path
-        return out
+        return filter_env(self.settings.job_env_allow, prepared, server_env)
 
     def _on_event(self, job_id: int, event: dict[str, Any]) -> bool:
         """Runs in the runner's thread: only enqueue. False: the runner writes no job_events file."""
@@ -499,69 +447,9 @@ class JobEngine:
             return a.secrets if a else ()
 
     def _write(self, batch: list[tuple[str, int, Any]]) -> None:
-        events: list[dict[str, Any]] = []
-        results: list[dict[str, Any]] = []
-        recaps: list[dict[str, Any]] = []
-        finishes: list[tuple[int, dict[str, Any]]] = []
-        counts: dict[int, int] = {}
-        artifacts: dict[int, Any] = {}  # set_stats data of a job's playbook_on_stats event
-        for kind, job_id, payload in batch:
-            if kind == "event":
-                secrets = self._secrets_of(job_id)
-                ev = payload
-                ed = ev.get("event_data") or {}
-                seq = int(ev.get("counter") or 0)
-                counts[job_id] = max(counts.get(job_id, 0), seq)
-                events.append({
-                    "job_id": job_id, "seq": seq, "event": str(ev.get("event", ""))[:64],
-                    "host": str(ed.get("host") or "")[:200], "task": str(ed.get("task") or ""),
-                    "stdout": mask_text(str(ev.get("stdout") or ""), secrets), "created": str(ev.get("created", ""))[:40],
-                })
-                name = ev.get("event")
-                if name in RESULT_EVENTS and ed.get("host"):
-                    res = mask(ed.get("res") or {}, secrets)
-                    status = RESULT_EVENTS[name]
-                    if status == "ok" and res.get("changed"):
-                        status = "changed"
-                    if status == "failed" and ed.get("ignore_errors"):
-                        status = "ignored"
-                    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
-                    results.append({
-                        "job_id": job_id, "seq": seq, "host": str(ed["host"])[:200], "task": str(ed.get("task") or ""),
-                        "action": str(ed.get("task_action") or "")[:120], "status": status,
-                        "message": mask_text(str(msg)[:4000], secrets),
-                        "diff": mask_text(_result_diff(res), secrets),
-                        "duration": ed.get("duration") if isinstance(ed.get("duration"), (int, float)) else None,
-                        "role": str(ed.get("role") or "")[:120],
-                    })
-                elif name == "playbook_on_stats":
-                    if ed.get("artifact_data"):
-                        artifacts[job_id] = mask(ed["artifact_data"], secrets)
-                    keys = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
-                            "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
-                    hosts = set()
-                    for k in keys:
-                        hosts |= set((ed.get(k) or {}).keys())
-                    for h in sorted(hosts):
-                        recaps.append({"job_id": job_id, "host": h,
-                                       **{col: int((ed.get(k) or {}).get(h, 0)) for k, col in keys.items()}})
-            elif kind == "finish":
-                finishes.append((job_id, payload))
-        with self.store.engine.begin() as conn:  # SQLAlchemy Core: no ORM bookkeeping per event
-            if events:
-                conn.execute(insert(JobEvent.__table__), events)
-            if results:
-                conn.execute(insert(TaskResult.__table__), results)
-            if recaps:
-                conn.execute(insert(HostRecap.__table__), recaps)
-            for job_id, n in counts.items():
-                conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(event_count=n))
-            for job_id, data in artifacts.items():
-                conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(artifact_data=data))
-            for job_id, p in finishes:
-                conn.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(
-                    status=p["status"], rc=p["rc"], reason=p["reason"], finished_at=utcnow()))
-        for _, p in finishes:
+        rows = rows_of(batch, self._secrets_of)
+        write_rows(self.store, rows)
+        for _, p in rows.finishes:
             if p.get("done"):
                 p["done"].set()
 
@@ -573,26 +461,6 @@ class JobEngine:
     # ---------------------------------------------------------------- retention
     def prune_artifacts(self) -> list[Path]:
         """Drop private data dirs older than the age limit or beyond the count; never a live job's."""
-        base = self.settings.jobs_dir
-        if not base.is_dir():
-            return []
-        with self.store.session() as s:
-            live = {j for (j,) in s.execute(select(Job.id).where(Job.status.in_(("queued", "running"))))}
         with self._lock:
-            live |= set(self._active)
-        dirs = []
-        for d in base.iterdir():
-            if d.is_dir() and d.name.isdigit():
-                dirs.append((d.stat().st_mtime, int(d.name), d))
-        dirs.sort(reverse=True)
-        cutoff = time.time() - self.settings.artifact_max_age_days * 86400
-        removed = []
-        kept = 0
-        for mtime, job_id, d in dirs:
-            if job_id in live:
-                continue
-            kept += 1
-            if mtime < cutoff or kept > self.settings.artifact_max_count:
-                shutil.rmtree(d, ignore_errors=True)
-                removed.append(d)
-        return removed
+            active = set(self._active)
+        return prune_artifacts(self.settings, self.store, active)

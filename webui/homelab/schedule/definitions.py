@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from homelab.catalog import Catalog, HostResolver, ValidationError, parse_limit
+from homelab.catalog import Catalog, HostResolver, ValidationError, parse_limit, run_variant  # noqa: F401 (re-exported)
+from homelab.durations import UNIT_WORDS, duration_seconds, split_duration
 
 SCHEDULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-INTERVAL_RE = re.compile(r"^(\d{1,6})\s*(s|m|h|d)$")
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+INTERVAL_DIGITS = 6
 MIN_INTERVAL_SECONDS = 5
 ACTIONS = ("check", "run", "jarvis")
 HEADER = """---
@@ -60,8 +60,7 @@ class Schedule:
 
     @property
     def interval_seconds(self) -> int:
-        m = INTERVAL_RE.match(self.interval.strip())
-        return int(m[1]) * UNIT_SECONDS[m[2]] if m else 0
+        return duration_seconds(self.interval, INTERVAL_DIGITS) or 0
 
     @property
     def when(self) -> str:
@@ -70,6 +69,7 @@ class Schedule:
     def trigger(self) -> Any:
         """The APScheduler trigger this schedule fires on."""
         from apscheduler.triggers.interval import IntervalTrigger
+
         if self.cron:
             return crontab_trigger(self.cron)
         return IntervalTrigger(seconds=self.interval_seconds)
@@ -114,17 +114,19 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
     cron = str(raw.get("cron") or "").strip()
     interval = str(raw.get("interval") or "").strip()
     if bool(cron) == bool(interval):
-        raise ScheduleError(f"{where}: give exactly one of cron (\"30 4 * * *\") or interval (\"6h\")")
+        raise ScheduleError(f'{where}: give exactly one of cron ("30 4 * * *") or interval ("6h")')
     if cron:
         try:
             crontab_trigger(cron)
         except ValueError as exc:
-            raise ScheduleError(f"{where}: cron {cron!r} is not valid ({exc}); use 'min hour day month weekday'") from None
+            raise ScheduleError(
+                f"{where}: cron {cron!r} is not valid ({exc}); use 'min hour day month weekday'"
+            ) from None
     else:
-        m = INTERVAL_RE.match(interval)
-        if not m:
+        seconds = duration_seconds(interval, INTERVAL_DIGITS)
+        if seconds is None:
             raise ScheduleError(f"{where}: interval {interval!r} must be a number with s, m, h or d, e.g. 30m")
-        if int(m[1]) * UNIT_SECONDS[m[2]] < MIN_INTERVAL_SECONDS:
+        if seconds < MIN_INTERVAL_SECONDS:
             raise ScheduleError(f"{where}: interval must be at least {MIN_INTERVAL_SECONDS}s")
     limit = str(raw.get("limit") or "").strip()
     try:
@@ -144,8 +146,16 @@ def parse_schedule(raw: Any, where: str = "schedule") -> Schedule:
         raise ScheduleError(f"{where}: params must be a mapping of parameter name -> value")
     if params and action != "run":
         raise ScheduleError(f"{where}: params are only for action run (a check or a diagnosis takes none)")
-    return Schedule(id=sid, playbook=playbook, cron=cron, interval=interval, limit=limit, enabled=enabled, action=action,
-                    params=dict(params))
+    return Schedule(
+        id=sid,
+        playbook=playbook,
+        cron=cron,
+        interval=interval,
+        limit=limit,
+        enabled=enabled,
+        action=action,
+        params=dict(params),
+    )
 
 
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: 0 (and 7) is Sunday
@@ -183,6 +193,7 @@ def crontab_trigger(expr: str) -> Any:
     """An APScheduler trigger that means what crontab means. APScheduler's own from_crontab reads
     day-of-week 0 as Monday (crontab: Sunday), which moved a weekly Sunday maintenance to Monday."""
     from apscheduler.triggers.cron import CronTrigger
+
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
@@ -210,15 +221,19 @@ def describe_cron(expr: str) -> str:
         return f"cron {expr}"
     if days == [1, 2, 3, 4, 5]:
         return f"weekdays {at}"
-    return " and ".join([", ".join(DAY_WORDS[d] for d in days[:-1]), DAY_WORDS[days[-1]]] if len(days) > 1
-                        else [DAY_WORDS[days[0]]]) + f" {at}"
+    return (
+        " and ".join(
+            [", ".join(DAY_WORDS[d] for d in days[:-1]), DAY_WORDS[days[-1]]] if len(days) > 1 else [DAY_WORDS[days[0]]]
+        )
+        + f" {at}"
+    )
 
 
 def describe_interval(interval: str) -> str:
-    m = INTERVAL_RE.match(interval.strip())
-    if not m:
+    parts = split_duration(interval, INTERVAL_DIGITS)
+    if parts is None:
         return interval
-    n, unit = int(m[1]), {"s": "second", "m": "minute", "h": "hour", "d": "day"}[m[2]]
+    n, unit = parts[0], UNIT_WORDS[parts[1]]
     return f"{n} {unit}{'s' if n != 1 else ''}" if n != 1 else unit
 
 
@@ -246,7 +261,10 @@ class Schedules:
             raise ScheduleError(f"cannot read {self.path}: {exc}") from None
         if not isinstance(data, dict) or not isinstance(data.get("schedules", []), list):
             raise ScheduleError(f"{self.path}: expected a mapping with a 'schedules' list")
-        out = [parse_schedule(raw, f"{self.path.name}: schedules[{i}]") for i, raw in enumerate(data.get("schedules") or [])]
+        out = [
+            parse_schedule(raw, f"{self.path.name}: schedules[{i}]")
+            for i, raw in enumerate(data.get("schedules") or [])
+        ]
         self.validate(out)
         return out
 
@@ -271,16 +289,20 @@ class Schedules:
                 raise ScheduleError(f"schedule '{s.id}': {exc}") from None
             secret = sorted(p.name for p in entry.parameters if p.secret and p.name in s.params)
             if secret:
-                raise ScheduleError(f"schedule '{s.id}': {', '.join(secret)} is a secret parameter; "
-                                    f"a schedules file is kept in git, so it may not hold one")
+                raise ScheduleError(
+                    f"schedule '{s.id}': {', '.join(secret)} is a secret parameter; "
+                    f"a schedules file is kept in git, so it may not hold one"
+                )
             if s.params:
                 try:  # the same check a job gets when it starts: refused here, not at 3 a.m.
                     self.catalog.prepare(entry.id, s.params, s.limit, inventory=self.inventory or _ANY_HOSTS)
                 except ValidationError as exc:
                     raise ScheduleError(f"schedule '{s.id}': {exc}") from None
             if s.action == "check" and run_variant(self.catalog, entry.id) is None:
-                raise ScheduleError(f"schedule '{s.id}': '{entry.id}' has no catalog entry that converges "
-                                    f"{entry.playbook.name} for real, so drift could not be fixed")
+                raise ScheduleError(
+                    f"schedule '{s.id}': '{entry.id}' has no catalog entry that converges "
+                    f"{entry.playbook.name} for real, so drift could not be fixed"
+                )
             if self.inventory is not None and s.limit:
                 try:
                     self.inventory.resolve(entry, s.limit)
@@ -324,14 +346,3 @@ class _AnyHosts:
 
 
 _ANY_HOSTS = _AnyHosts()
-
-
-def run_variant(catalog: Catalog, entry_id: str) -> str | None:
-    """The catalog entry that converges the same playbook for real (the entry itself unless it is check-only)."""
-    entry = catalog.get(entry_id)
-    if not entry.forced_check:
-        return entry.id
-    for e in catalog.entries.values():
-        if e.playbook == entry.playbook and not e.forced_check and not e.parameters:
-            return e.id
-    return None

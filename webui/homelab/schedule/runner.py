@@ -1,4 +1,7 @@
-"""The drift scheduler: APScheduler inside the server process, exactly one active across workers.
+"""The scheduler: APScheduler inside the server process, exactly one active across workers. It
+fires every kind of schedule (drift checks, real runs, Jarvis cycles) and knows each action only by
+the handler registered for it (Scheduler.register): it hands the job over and waits for it to end,
+nothing more (as Semaphore's schedule pool only hands tasks to its task pool).
 
 Why it is built this way:
 - Jobs live in the same database as everything else (SQLAlchemyJobStore), so next run times
@@ -10,7 +13,7 @@ Why it is built this way:
   the lease expires. A row lease works on SQLite and PostgreSQL alike (an fcntl lock would not
   cover two machines sharing one PostgreSQL).
 - A scheduled run waits for its check job to end, so max_instances=1 really means one check
-  of a schedule at a time; DriftService.check also refuses a second check of a host that has
+  of a schedule at a time; DriftService.check (the "check" handler) also refuses a second check of a host that has
   one queued or running, and the engine serializes jobs per host.
 - The schedules file is re-read when it changes (web edits, git pull): jobs whose trigger did
   not change keep their persisted next run time.
@@ -24,20 +27,19 @@ import os
 import secrets
 import socket
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from homelab.catalog import ValidationError
-from homelab.drift import DriftService
-from homelab.schedules import Schedule, ScheduleError, Schedules
-from homelab.store import SchedulerLease, Store, utcnow
+from homelab.schedule.definitions import Schedule, ScheduleError, Schedules
+from homelab.store import SchedulerLease, Store, table, utcnow
 
 log = logging.getLogger(__name__)
 LEASE = "drift-scheduler"
 JOB_TABLE = "apscheduler_jobs"
-_LEADER: "DriftScheduler | None" = None  # the scheduler of this process while it holds the lease
+_LEADER: "Scheduler | None" = None  # the scheduler of this process while it holds the lease
 _LEADER_LOCK = threading.Lock()
 
 
@@ -51,14 +53,27 @@ def run_scheduled(schedule_id: str) -> None:
     leader.fire(schedule_id)
 
 
-class DriftScheduler:
+# What fires one action: takes the schedule, returns the job to wait for (None: nothing to wait for).
+# It raises ValidationError when the schedule may not run now (the reason is logged).
+Handler = Callable[[Schedule], "int | None"]
+
+
+class Scheduler:
     """Lease holder election plus the APScheduler instance of the holder."""
 
-    def __init__(self, store: Store, schedules: Schedules, drift: DriftService, lease_seconds: float = 30.0,
-                 tick: float = 5.0, misfire_grace_seconds: int = 6 * 3600, job_timeout: float = 6 * 3600) -> None:
+    def __init__(
+        self,
+        store: Store,
+        schedules: Schedules,
+        wait: Callable[[int, float], Any],
+        lease_seconds: float = 30.0,
+        tick: float = 5.0,
+        misfire_grace_seconds: int = 6 * 3600,
+        job_timeout: float = 6 * 3600,
+    ) -> None:
         self.store = store
         self.schedules = schedules
-        self.drift = drift
+        self.wait = wait  # (job id, timeout) -> the ended job; raises TimeoutError (JobEngine.wait)
         self.lease_seconds = lease_seconds
         self.tick = tick
         self.misfire_grace_seconds = misfire_grace_seconds
@@ -70,14 +85,17 @@ class DriftScheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        # action -> what fires it, for schedules that are not drift checks: "run" (a real run of the
-        # catalog playbook, proactive maintenance) and "jarvis" (a diagnosis cycle, set by Jarvis).
-        # Each takes the schedule and returns the job to wait for (or None when nothing is to wait for).
-        self.handlers: dict[str, Any] = {"run": self._run_playbook}
+        # action -> what fires it: "check" (the drift service), "run" (run_playbook_handler: a real
+        # run of the catalog playbook, proactive maintenance), "jarvis" (a diagnosis cycle).
+        self.handlers: dict[str, Handler] = {}
+
+    def register(self, action: str, handler: Handler) -> None:
+        """Say what fires schedules of this action (the app factory does, for each part it composes)."""
+        self.handlers[action] = handler
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="homelab-drift-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="homelab-scheduler", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -87,8 +105,11 @@ class DriftScheduler:
             self._thread.join(30)
         self._step_down()
         with self.store.session.begin() as s:
-            s.execute(update(SchedulerLease).where(SchedulerLease.name == LEASE, SchedulerLease.holder == self.holder)
-                      .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+            s.execute(
+                update(SchedulerLease)
+                .where(SchedulerLease.name == LEASE, SchedulerLease.holder == self.holder)
+                .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+            )
 
     def reload(self) -> None:
         """Re-read the schedules now (after an edit) instead of at the next tick."""
@@ -107,11 +128,14 @@ class DriftScheduler:
     def next_runs(self) -> dict[str, dt.datetime | None]:
         """schedule id -> next run time (UTC), from the persisted job store (any process can read it)."""
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
         try:
             js = SQLAlchemyJobStore(engine=self.store.engine, tablename=JOB_TABLE)
-            js.start(None, "default")  # type: ignore[arg-type]
-            return {j.id: (j.next_run_time.astimezone(dt.timezone.utc).replace(tzinfo=None) if j.next_run_time else None)
-                    for j in js.get_all_jobs()}
+            js.start(None, "default")
+            return {
+                j.id: (j.next_run_time.astimezone(dt.timezone.utc).replace(tzinfo=None) if j.next_run_time else None)
+                for j in js.get_all_jobs()
+            }
         except Exception:  # the table does not exist before the first leader started
             return {}
 
@@ -125,10 +149,10 @@ class DriftScheduler:
                     elif self.schedules.mtime() != self._mtime:
                         self._sync()
                 elif self._aps is not None:
-                    log.warning("drift scheduler: lost the lease, standing by")
+                    log.warning("scheduler: lost the lease, standing by")
                     self._step_down()
             except Exception:
-                log.exception("drift scheduler tick failed")
+                log.exception("scheduler tick failed")
             self._wake.wait(self.tick)
             self._wake.clear()
 
@@ -137,16 +161,19 @@ class DriftScheduler:
         now = utcnow()
         until = now + dt.timedelta(seconds=self.lease_seconds)
         with self.store.engine.begin() as conn:
-            t = SchedulerLease.__table__
-            r = conn.execute(update(t).where(t.c.name == LEASE, or_(t.c.holder == self.holder, t.c.expires_at < now))
-                             .values(holder=self.holder, expires_at=until))
+            t = table(SchedulerLease)
+            r = conn.execute(
+                update(t)
+                .where(t.c.name == LEASE, or_(t.c.holder == self.holder, t.c.expires_at < now))
+                .values(holder=self.holder, expires_at=until)
+            )
             if r.rowcount == 1:
                 return True
             if conn.execute(select(t.c.name).where(t.c.name == LEASE)).first() is not None:
                 return False
         try:
             with self.store.engine.begin() as conn:
-                conn.execute(insert(SchedulerLease.__table__).values(name=LEASE, holder=self.holder, expires_at=until))
+                conn.execute(insert(table(SchedulerLease)).values(name=LEASE, holder=self.holder, expires_at=until))
             return True
         except IntegrityError:
             return False
@@ -155,6 +182,7 @@ class DriftScheduler:
         global _LEADER
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
+
         aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOB_TABLE)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": self.misfire_grace_seconds},
@@ -166,7 +194,7 @@ class DriftScheduler:
         self._aps = aps
         self._sync()
         aps.resume()
-        log.info("drift scheduler: leading (%s)", self.holder)
+        log.info("scheduler: leading (%s)", self.holder)
 
     def _step_down(self) -> None:
         global _LEADER
@@ -178,7 +206,7 @@ class DriftScheduler:
             try:
                 aps.shutdown(wait=False)
             except Exception:
-                log.exception("drift scheduler shutdown failed")
+                log.exception("scheduler shutdown failed")
 
     def _sync(self) -> None:
         """Make the job store hold exactly the enabled schedules of the file."""
@@ -202,51 +230,56 @@ class DriftScheduler:
             if job is not None and str(job.trigger) == str(trigger) and list(job.args) == [s.id]:
                 continue  # unchanged: keep the persisted next run time (and a missed run)
             label = {"check": "drift check", "run": "run"}.get(s.action, s.action)
-            aps.add_job(run_scheduled, trigger=trigger, args=[s.id], id=s.id, name=f"{label}: {s.playbook}",
-                        replace_existing=True)
+            aps.add_job(
+                run_scheduled,
+                trigger=trigger,
+                args=[s.id],
+                id=s.id,
+                name=f"{label}: {s.playbook}",
+                replace_existing=True,
+            )
 
     # ---------------------------------------------------------------- firing
+    def launch(self, s: Schedule) -> int | None:
+        """Start the schedule's action through its handler, without waiting; the job id (None: no job).
+        Raises ValidationError when nothing handles the action here or it may not run now."""
+        handler = self.handlers.get(s.action)
+        if handler is None:
+            raise ValidationError(f"nothing handles action {s.action} here")
+        return handler(s)
+
     def fire(self, schedule_id: str) -> int | None:
-        """Start the schedule's check and wait for it to end; the job id, or None when refused."""
+        """Start the schedule's action and wait for its job to end; the job id, or None when refused."""
         try:
             s: Schedule = self.schedules.get(schedule_id)
         except (ValidationError, ScheduleError) as exc:
             log.error("schedule %s not run: %s", schedule_id, exc)
             return None
-        if s.action != "check":
-            handler = self.handlers.get(s.action)
-            if handler is None:
-                log.error("schedule %s not run: nothing handles action %s here", schedule_id, s.action)
-                return None
-            try:
-                job_id = handler(s)
-            except ValidationError as exc:
-                log.error("schedule %s not run: %s", schedule_id, exc)
-                return None
-            if job_id is not None:
-                try:
-                    self.drift.engine.wait(job_id, self.job_timeout)
-                except TimeoutError:
-                    log.warning("schedule %s: job %s still runs after %ss", schedule_id, job_id, self.job_timeout)
-            return job_id
         try:
-            job, started = self.drift.check(s.playbook, s.limit, f"schedule {s.id}", "schedule", schedule_id=s.id)
+            job_id = self.launch(s)
         except ValidationError as exc:
             log.error("schedule %s not run: %s", schedule_id, exc)
             return None
-        if not started:
-            log.info("schedule %s: job %s already checks these hosts", schedule_id, job.id)
-        try:
-            self.drift.engine.wait(job.id, self.job_timeout)
-        except TimeoutError:
-            log.warning("schedule %s: job %s still runs after %ss", schedule_id, job.id, self.job_timeout)
-        return job.id
+        if job_id is not None:
+            try:
+                self.wait(job_id, self.job_timeout)
+            except TimeoutError:
+                log.warning("schedule %s: job %s still runs after %ss", schedule_id, job_id, self.job_timeout)
+        return job_id
 
-    def _run_playbook(self, s: Schedule) -> int:
-        """A scheduled real run of a catalog playbook (proactive maintenance), through the one engine."""
-        engine = self.drift.engine
-        spec = engine.catalog.prepare(s.playbook, s.params, s.limit, False, False, engine.inventory)
+
+def run_playbook_handler(engine: Any) -> Handler:
+    """The "run" action: a scheduled real run of a catalog playbook (proactive maintenance), through the one engine."""
+
+    def run(s: Schedule) -> int:
+        spec = engine.catalog.prepare(s.playbook, s.params, s.limit, inventory=engine.inventory)
         job = engine.submit(spec, f"schedule {s.id}", "schedule", requested_limit=s.limit)
-        self.store.audit(f"schedule {s.id}", "schedule.run", f"job {job.id} ({s.playbook})",
-                         {"limit": s.limit, "params": spec.masked_params()})
-        return job.id
+        engine.store.audit(
+            f"schedule {s.id}",
+            "schedule.run",
+            f"job {job.id} ({s.playbook})",
+            {"limit": s.limit, "params": spec.masked_params()},
+        )
+        return int(job.id)
+
+    return run

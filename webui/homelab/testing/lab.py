@@ -25,11 +25,21 @@ def lab_inventory(directory: Path, hosts: list[str]) -> Path:
 
 def ansible(inventory: Path, playbook: str, *extra: str, timeout: float = 900) -> float:
     """Run a playbook of the repository on the inventory; its wall time. AssertionError when it fails."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     t0 = time.perf_counter()
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / playbook), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"{playbook} failed:\n{proc.stdout[-5000:]}\n{proc.stderr[-2000:]}")
     return time.perf_counter() - t0
@@ -42,13 +52,18 @@ def lab(*args: str) -> None:
 
 def in_host(host: str, script: str, check: bool = True) -> str:
     """A shell script run inside a lab host; its stdout."""
-    return subprocess.run(["docker", "exec", host, "sh", "-ec", script], check=check, capture_output=True, text=True,
-                          timeout=120).stdout
+    return subprocess.run(
+        ["docker", "exec", host, "sh", "-ec", script], check=check, capture_output=True, text=True, timeout=120
+    ).stdout
 
 
 def host_ip(host: str) -> str:
-    return subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", host],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def container_state(host: str, name: str) -> str:
@@ -57,7 +72,9 @@ def container_state(host: str, name: str) -> str:
 
 
 def require_lab_images() -> None:
-    assert os.environ.get("LAB_IMAGE") and os.environ.get("LAB_CADDY_IMAGE"), "source var/lab-images.env (make test does)"
+    assert os.environ.get("LAB_IMAGE") and os.environ.get("LAB_CADDY_IMAGE"), (
+        "source var/lab-images.env (make test does)"
+    )
 
 
 def start_lab_with_caddy(host: str, inventory_dir: Path) -> Path:

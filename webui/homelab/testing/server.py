@@ -54,8 +54,10 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "HOMELAB_VAR_DIR": str(settings.var_dir), "HOMELAB_INVENTORY": str(settings.inventory),
-            "HOMELAB_CATALOG": str(settings.catalog), "HOMELAB_PORT": str(self.port),
+            "HOMELAB_VAR_DIR": str(settings.var_dir),
+            "HOMELAB_INVENTORY": str(settings.inventory),
+            "HOMELAB_CATALOG": str(settings.catalog),
+            "HOMELAB_PORT": str(self.port),
             "HOMELAB_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "HOMELAB_MAX_PARALLEL_JOBS": str(settings.max_parallel_jobs),
             **(extra_env or {}),
@@ -64,8 +66,13 @@ class ServerProcess:
         self.log = settings.var_dir / f"server-{self.port}.log"
 
     def start(self, timeout: float = 60.0) -> "ServerProcess":
-        self.proc = subprocess.Popen([PY, "-m", "homelab", "serve"], env=self.env, cwd=str(ROOT),
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [PY, "-m", "homelab", "serve"],
+            env=self.env,
+            cwd=str(ROOT),
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

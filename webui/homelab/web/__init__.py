@@ -1,16 +1,17 @@
-"""Flask application factory: the web UI and REST API over the one job engine."""
+"""Flask application factory: the web UI and REST API over the one job engine. This is where the
+parts are composed: the core and the engine, the drift service, the scheduler (each action
+registered by the part that handles it) and, unless HOMELAB_JARVIS=0, Jarvis and its pages."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, request
-from markupsafe import Markup
 from flask.sessions import SecureCookieSessionInterface
+from markupsafe import Markup
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from homelab.ansi import ansi_to_html
@@ -19,27 +20,14 @@ from homelab.drift import DriftService
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.notify import Notifier
-from homelab.scheduler import DriftScheduler
-from homelab.schedules import Schedules
+from homelab.schedule.definitions import Schedules
+from homelab.schedule.runner import Scheduler, run_playbook_handler
 from homelab.settings import Settings
 from homelab.store import Store
+from homelab.web import api, auth, views
+from homelab.web import drift as drift_views
+from homelab.web.context import Homelab, homelab  # noqa: F401 (re-exported)
 from homelab.web.inputs import IdConverter
-
-
-@dataclass
-class Homelab:
-    """The extension object: the only state kept between requests."""
-
-    settings: Settings
-    store: Store
-    catalog: Catalog
-    inventory: Inventory
-    engine: JobEngine
-    limiter: Any
-    schedules: Schedules | None = None
-    drift: DriftService | None = None
-    scheduler: DriftScheduler | None = None
-    jarvis: Any = None  # jarvis.service.Jarvis, unless HOMELAB_JARVIS=0
 
 
 class _Sessions(SecureCookieSessionInterface):
@@ -68,10 +56,12 @@ def _secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def create_app(settings: Settings | None = None, start_engine: bool = True, engine_kwargs: dict[str, Any] | None = None,
-               scheduler_kwargs: dict[str, Any] | None = None) -> Flask:
-    from homelab.web import api, auth, drift as drift_views, views
-
+def create_app(
+    settings: Settings | None = None,
+    start_engine: bool = True,
+    engine_kwargs: dict[str, Any] | None = None,
+    scheduler_kwargs: dict[str, Any] | None = None,
+) -> Flask:
     settings = settings or Settings.from_env()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__)
@@ -97,12 +87,22 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     schedules = Schedules(settings.schedules, catalog, inventory)
     notifier = Notifier.from_env(schedules.notify_config())
     drift = DriftService(settings, store, catalog, inventory, engine, notifier)
-    scheduler = DriftScheduler(store, schedules, drift, **{
-        "lease_seconds": settings.scheduler_lease_seconds, "tick": settings.scheduler_lease_seconds / 6,
-        **(scheduler_kwargs or {})})
+    scheduler = Scheduler(
+        store,
+        schedules,
+        engine.wait,
+        **{
+            "lease_seconds": settings.scheduler_lease_seconds,
+            "tick": settings.scheduler_lease_seconds / 6,
+            **(scheduler_kwargs or {}),
+        },
+    )
+    scheduler.register("check", drift.check_schedule)
+    scheduler.register("run", run_playbook_handler(engine))
     jarvis = _jarvis(settings, store, catalog, inventory, engine, notifier, scheduler)
-    app.extensions["homelab"] = Homelab(settings, store, catalog, inventory, engine, auth.LoginLimiter(),
-                                        schedules, drift, scheduler, jarvis)
+    app.extensions["homelab"] = Homelab(
+        settings, store, catalog, inventory, engine, auth.LoginLimiter(), schedules, drift, scheduler, jarvis
+    )
 
     generated = auth.ensure_admin(store)
     if generated:
@@ -113,7 +113,8 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     app.register_blueprint(api.bp)
     app.register_blueprint(drift_views.bp)
     app.register_blueprint(drift_views.api_bp)
-    from jarvis import web as jarvis_views
+    from homelab.web import jarvis as jarvis_views
+
     app.register_blueprint(jarvis_views.bp)
     app.register_blueprint(jarvis_views.api_bp)
     app.jinja_env.globals.update(jarvis_summary=jarvis_views.summary_for_dashboard)
@@ -131,16 +132,25 @@ def create_app(settings: Settings | None = None, start_engine: bool = True, engi
     return app
 
 
-def _jarvis(settings: Settings, store: Store, catalog: Catalog, inventory: Inventory, engine: JobEngine,
-            notifier: Notifier, scheduler: DriftScheduler) -> Any:
+def _jarvis(
+    settings: Settings,
+    store: Store,
+    catalog: Catalog,
+    inventory: Inventory,
+    engine: JobEngine,
+    notifier: Notifier,
+    scheduler: Scheduler,
+) -> Any:
     """Jarvis (jarvis/), unless HOMELAB_JARVIS=0; its diagnosis cycles fire on `jarvis` schedules."""
     from jarvis.config import JarvisSettings
+
     js = JarvisSettings.from_env()
     if not js.enabled:
         return None
     from jarvis.service import Jarvis
+
     jarvis = Jarvis(settings, store, catalog, inventory, engine, notifier, js)
-    scheduler.handlers["jarvis"] = lambda s: jarvis.cycle(f"schedule {s.id}", limit=s.limit) and None
+    jarvis.register(scheduler)
     return jarvis
 
 
@@ -158,12 +168,9 @@ def _security_headers(resp: Any) -> Any:
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("X-Frame-Options", "DENY")
     resp.headers.setdefault("Referrer-Policy", "same-origin")
-    resp.headers.setdefault("Content-Security-Policy",
-                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    )
     return resp
-
-
-def homelab() -> Homelab:
-    from flask import current_app
-    return current_app.extensions["homelab"]

@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from homelab.catalog import ValidationError
 from homelab.refused import refused_outcome, refused_params
-from homelab.store import STATES, Job
-from homelab.web import homelab
+from homelab.states import STATES
+from homelab.store import Job
 from homelab.web.auth import audit, current_user, request_source
-from homelab.web.inputs import json_body, whole_number
+from homelab.web.context import homelab
+from homelab.web.inputs import json_body, refused, whole_number
 from homelab.web.jobstream import stream_job
 from homelab.web.openapi import document, enforce, groups_of, json_numbers, start_job_schema
 
@@ -20,12 +21,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 START_KEYS = {"playbook", "params", "limit", "check", "diff"}
 
 
-@bp.errorhandler(ValidationError)
-def _refused(exc: ValidationError) -> Any:
-    body: dict[str, Any] = {"error": str(exc)}
-    if exc.field:
-        body["field"] = exc.field
-    return jsonify(body), exc.status
+bp.register_error_handler(ValidationError, refused)
 
 
 @bp.get("/catalog")
@@ -43,7 +39,9 @@ def start_job() -> Any:
     h = homelab()
     body = json_body()
     if not isinstance(body, dict):
-        raise ValidationError("send a JSON object: {\"playbook\": id, \"params\": {}, \"limit\": \"\", \"check\": false, \"diff\": false}")
+        raise ValidationError(
+            'send a JSON object: {"playbook": id, "params": {}, "limit": "", "check": false, "diff": false}'
+        )
     unknown = sorted(set(body) - START_KEYS)
     if unknown:
         raise ValidationError(f"unknown field(s): {', '.join(map(str, unknown))[:80]}")
@@ -51,16 +49,31 @@ def start_job() -> Any:
     playbook = body.get("playbook")
     params = json_numbers(h.catalog.entries.get(playbook) if isinstance(playbook, str) else None, body.get("params"))
     try:
-        spec = h.catalog.prepare(playbook, params, limit, body.get("check", False), body.get("diff", False), h.inventory)
+        spec = h.catalog.prepare(
+            playbook, params, limit, check=body.get("check", False), diff=body.get("diff", False), inventory=h.inventory
+        )
         # what the catalog is lenient about (text for numbers, null for absent) the document is not
-        enforce(start_job_schema(spec.entry, groups_of(h.inventory)), body,
-                frozenset(p.name for p in spec.entry.parameters if p.secret))
+        enforce(
+            start_job_schema(spec.entry, groups_of(h.inventory)),
+            body,
+            frozenset(p.name for p in spec.entry.parameters if p.secret),
+        )
     except ValidationError as exc:
-        audit("job.start", str(playbook)[:60], {"params": refused_params(h.catalog, playbook, params), "limit": limit},
-              outcome=refused_outcome(h.catalog, playbook, params, exc))
+        audit(
+            "job.start",
+            str(playbook)[:60],
+            {"params": refused_params(h.catalog, playbook, params), "limit": limit},
+            outcome=refused_outcome(h.catalog, playbook, params, exc),
+        )
         raise
-    job = h.engine.submit(spec, current_user() or "", request_source(), requested_limit=limit if isinstance(limit, str) else "")
-    audit("job.start", f"job {job.id} ({spec.entry.id})", {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff})
+    job = h.engine.submit(
+        spec, current_user() or "", request_source(), requested_limit=limit if isinstance(limit, str) else ""
+    )
+    audit(
+        "job.start",
+        f"job {job.id} ({spec.entry.id})",
+        {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff},
+    )
     return jsonify(job.as_dict()), 201, {"Location": f"/api/v1/jobs/{job.id}"}
 
 
@@ -85,8 +98,13 @@ def list_jobs() -> Any:
 def job(job_id: int) -> Any:
     h = homelab()
     j = h.engine.get(job_id)
-    return jsonify({**j.as_dict(), "recap": [r.as_dict() for r in h.engine.recaps(job_id)],
-                    "tasks": [t.as_dict() for t in h.engine.task_results(job_id)]})
+    return jsonify(
+        {
+            **j.as_dict(),
+            "recap": [r.as_dict() for r in h.engine.recaps(job_id)],
+            "tasks": [t.as_dict() for t in h.engine.task_results(job_id)],
+        }
+    )
 
 
 @bp.get("/jobs/<int:job_id>/events")
@@ -103,8 +121,11 @@ def stream(job_id: int) -> Any:
     h.engine.get(job_id)
     after = whole_number(request.headers.get("Last-Event-ID") or request.args.get("after"), "after", 0)
     html = request.args.get("html", "0") == "1"
-    return Response(stream_with_context(stream_job(h.engine, job_id, after, html=html)),
-                    mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Response(
+        stream_with_context(stream_job(h.engine, job_id, after, html=html)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @bp.post("/jobs/<int:job_id>/cancel")

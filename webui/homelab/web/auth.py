@@ -15,12 +15,24 @@ from collections import OrderedDict
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, abort, current_app, g, jsonify, make_response, redirect, render_template, request, session,
-                   url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from homelab.store import ApiToken, Store, User, WebSession, utcnow
+from homelab.states import TOKEN_KINDS
+from homelab.store import ApiToken, Store, User, WebSession, rowcount, utcnow
 from homelab.web.inputs import whole_number
 
 bp = Blueprint("auth", __name__)
@@ -41,8 +53,15 @@ class LoginLimiter:
     seconds after its last failure or at its first success; at most `max_addresses` are remembered.
     """
 
-    def __init__(self, free: int = 5, base: float = 5.0, cap: float = 900.0, forget: float = 86400.0,
-                 max_addresses: int = 10000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        free: int = 5,
+        base: float = 5.0,
+        cap: float = 900.0,
+        forget: float = 86400.0,
+        max_addresses: int = 10000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.free, self.base, self.cap, self.forget, self.max_addresses = free, base, cap, forget, max_addresses
         self.clock = clock
         self._fails: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (failures, last failure)
@@ -107,9 +126,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-TOKEN_KINDS = ("api", "cli")
-
-
 def create_token(store: Store, username: str, name: str, kind: str = "api") -> str:
     """A new API token; only its hash is stored, the token itself is shown once. `kind` ("api" or
     "cli") is the source recorded on the jobs it starts."""
@@ -139,7 +155,11 @@ def start_session(store: Store, username: str) -> None:
     now = utcnow()
     with store.session.begin() as s:
         s.execute(delete(WebSession).where(WebSession.expires_at < now))
-        s.add(WebSession(id_hash=hash_token(sid), username=username, expires_at=now + current_app.permanent_session_lifetime))
+        s.add(
+            WebSession(
+                id_hash=hash_token(sid), username=username, expires_at=now + current_app.permanent_session_lifetime
+            )
+        )
     session.clear()
     session.permanent = True
     session["user"] = username
@@ -170,7 +190,7 @@ def end_session(store: Store) -> None:
 def end_all_sessions(store: Store, username: str) -> int:
     """Log a user out everywhere (after a password change); returns how many sessions ended."""
     with store.session.begin() as s:
-        return s.execute(delete(WebSession).where(WebSession.username == username)).rowcount
+        return rowcount(s.execute(delete(WebSession).where(WebSession.username == username)))
 
 
 def request_source() -> str:
@@ -214,9 +234,11 @@ def client_ip() -> str:
     return request.remote_addr or ""
 
 
-def audit(action: str, target: str = "", params: dict[str, Any] | None = None, outcome: str = "ok",
-          actor: str | None = None) -> None:
-    from homelab.web import homelab
+def audit(
+    action: str, target: str = "", params: dict[str, Any] | None = None, outcome: str = "ok", actor: str | None = None
+) -> None:
+    from homelab.web.context import homelab
+
     who = actor or current_user() or "anonymous"
     if actor is None and g.get("token_name"):
         who = f"{who} (token '{g.token_name}')"
@@ -229,7 +251,8 @@ def _wants_json() -> bool:
 
 def guard() -> Any:
     """Every request: who is this (session or bearer token), and is a state change CSRF-safe."""
-    from homelab.web import homelab
+    from homelab.web.context import homelab
+
     g.user, g.via_token, g.token_name, g.token_kind = None, False, None, None
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
@@ -262,12 +285,17 @@ def _check_csrf() -> None:
     if not expected or not sent or not hmac.compare_digest(sent, expected):
         if _wants_json():
             abort(make_response(jsonify(error="missing or wrong CSRF token (send the X-CSRF-Token header)"), 403))
-        abort(403, description="The form expired or did not come from this site (CSRF check failed). Reload the page and try again.")
+        abort(
+            403,
+            description="The form expired or did not come from this site (CSRF check failed). "
+            "Reload the page and try again.",
+        )
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    from homelab.web import homelab
+    from homelab.web.context import homelab
+
     error = None
     status = 200
     nxt = safe_next(request.values.get("next")) or url_for("views.dashboard")
@@ -278,7 +306,11 @@ def login() -> Any:
         wait = limiter.retry_after(client_ip())
         if wait:
             audit("login", username, outcome="rate limited", actor=username or "anonymous")
-            return render_template("login.html", error=f"Too many failed logins. Try again in {wait} seconds.", next=nxt), 429, {"Retry-After": str(wait)}
+            return (
+                render_template("login.html", error=f"Too many failed logins. Try again in {wait} seconds.", next=nxt),
+                429,
+                {"Retry-After": str(wait)},
+            )
         with homelab().store.session() as s:
             user = s.scalar(select(User).where(User.username == username))
         if user and check_password_hash(user.password_hash, password):
@@ -294,7 +326,8 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    from homelab.web import homelab
+    from homelab.web.context import homelab
+
     audit("logout")
     end_session(homelab().store)
     return redirect(url_for("auth.login"))
@@ -302,7 +335,8 @@ def logout() -> Any:
 
 @bp.route("/tokens", methods=["GET", "POST"])
 def tokens() -> Any:
-    from homelab.web import homelab
+    from homelab.web.context import homelab
+
     store = homelab().store
     new_token = None
     if request.method == "POST":

@@ -7,27 +7,47 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
 from homelab.catalog import ValidationError
-from homelab.schedules import Schedule, ScheduleError, parse_schedule
-from homelab.web import homelab, openapi
+from homelab.schedule.definitions import Schedule, ScheduleError, parse_schedule
+from homelab.store import iso_z
+from homelab.web import openapi
 from homelab.web.auth import audit, current_user, request_source
-from homelab.web.inputs import json_body
+from homelab.web.context import homelab
+from homelab.web.inputs import json_body, refused
 
 bp = Blueprint("drift", __name__)
 api_bp = Blueprint("drift_api", __name__, url_prefix="/api/v1/drift")
 
 
 def _state_dict(st: Any) -> dict[str, Any]:
-    iso = (lambda t: t.isoformat() + "Z" if t else None)
-    return {"host": st.host, "playbook": st.playbook, "state": st.state, "reason": st.reason,
-            "since": iso(st.since), "checked_at": iso(st.checked_at), "job_id": st.last_job_id,
-            "fingerprint": st.fingerprint, "tasks": st.tasks or []}
+    iso = iso_z
+    return {
+        "host": st.host,
+        "playbook": st.playbook,
+        "state": st.state,
+        "reason": st.reason,
+        "since": iso(st.since),
+        "checked_at": iso(st.checked_at),
+        "job_id": st.last_job_id,
+        "fingerprint": st.fingerprint,
+        "tasks": st.tasks or [],
+    }
 
 
 def _episode_dict(e: Any) -> dict[str, Any]:
-    iso = (lambda t: t.isoformat() + "Z" if t else None)
-    return {"id": e.id, "host": e.host, "playbook": e.playbook, "fingerprint": e.fingerprint, "roles": e.roles,
-            "tasks": [t.get("task") for t in e.tasks or []], "started_at": iso(e.started_at), "started_job": e.started_job,
-            "resolved_at": iso(e.resolved_at), "resolved_job": e.resolved_job, "resolution": e.resolution}
+    iso = iso_z
+    return {
+        "id": e.id,
+        "host": e.host,
+        "playbook": e.playbook,
+        "fingerprint": e.fingerprint,
+        "roles": e.roles,
+        "tasks": [t.get("task") for t in e.tasks or []],
+        "started_at": iso(e.started_at),
+        "started_job": e.started_job,
+        "resolved_at": iso(e.resolved_at),
+        "resolved_job": e.resolved_job,
+        "resolution": e.resolution,
+    }
 
 
 def _load_schedules() -> tuple[list[Schedule], str]:
@@ -48,8 +68,9 @@ def _start_check(body: dict[str, Any], source: str) -> tuple[Any, bool, str]:
             raise ValidationError(str(exc), status=409) from None
         playbook, limit = s.playbook, s.limit
         if s.action == "run":  # a maintenance run, for real, as the scheduler would start it
-            job = h.engine.get(h.scheduler.handlers["run"](s))
-            return job, True, s.id
+            job_id = h.scheduler.launch(s)
+            assert job_id is not None, "a run schedule always starts a job"
+            return h.engine.get(job_id), True, s.id
         if s.action != "check":
             raise ValidationError(f"schedule '{s.id}' is a {s.action} schedule: start it from its own page", status=409)
     else:
@@ -69,11 +90,20 @@ def page() -> Any:
     schedules, error = _load_schedules()
     states = h.drift.states()
     return render_template(
-        "drift.html", states=states, schedules=schedules, schedules_error=error or h.scheduler.error,
-        history=h.drift.history(limit=100), checks=h.drift.recent_checks(15), next_runs=h.scheduler.next_runs(),
-        lease=h.scheduler.lease_holder(), leading=h.scheduler.leading, channels=h.drift.notifier.channels,
-        failures=h.drift.notifier.failures, drifted=[st for st in states if st.fingerprint],
-        entries=sorted(h.catalog.entries.values(), key=lambda e: e.id))
+        "drift.html",
+        states=states,
+        schedules=schedules,
+        schedules_error=error or h.scheduler.error,
+        history=h.drift.history(limit=100),
+        checks=h.drift.recent_checks(15),
+        next_runs=h.scheduler.next_runs(),
+        lease=h.scheduler.lease_holder(),
+        leading=h.scheduler.leading,
+        channels=h.drift.notifier.channels,
+        failures=h.drift.notifier.failures,
+        drifted=[st for st in states if st.fingerprint],
+        entries=sorted(h.catalog.entries.values(), key=lambda e: e.id),
+    )
 
 
 @bp.post("/drift/check")
@@ -81,10 +111,18 @@ def check() -> Any:
     try:
         job, started, what = _start_check(dict(request.form), request_source())
     except ValidationError as exc:
-        audit("drift.check", str(request.form.get("schedule") or request.form.get("playbook"))[:60], outcome=f"refused: {exc}")
+        audit(
+            "drift.check",
+            str(request.form.get("schedule") or request.form.get("playbook"))[:60],
+            outcome=f"refused: {exc}",
+        )
         abort(exc.status, description=str(exc))
-    audit("drift.check", f"job {job.id} ({what})", {"limit": job.requested_limit},
-          outcome="ok" if started else f"already running as job {job.id}")
+    audit(
+        "drift.check",
+        f"job {job.id} ({what})",
+        {"limit": job.requested_limit},
+        outcome="ok" if started else f"already running as job {job.id}",
+    )
     return redirect(url_for("views.job", job_id=job.id))
 
 
@@ -114,21 +152,36 @@ def schedules() -> Any:
         if not error:
             try:
                 kept = {s.id: s.params for s in current if s.params}  # params are edited in the file, not the form
-                new = [parse_schedule({**r, "params": kept.get(str(r.get("id") or "").strip()) or {}}
-                                      if str(r.get("action") or "") == "run" else r, f"row {i + 1}")
-                       for i, r in enumerate(rows)]
+                new = [
+                    parse_schedule(
+                        {**r, "params": kept.get(str(r.get("id") or "").strip()) or {}}
+                        if str(r.get("action") or "") == "run"
+                        else r,
+                        f"row {i + 1}",
+                    )
+                    for i, r in enumerate(rows)
+                ]
                 h.schedules.save(new)
             except ScheduleError as exc:
                 error = str(exc)
             else:
-                audit("schedules.edit", h.schedules.path.name,
-                      {"before": [s.as_yaml() for s in current], "after": [s.as_yaml() for s in new]})
+                audit(
+                    "schedules.edit",
+                    h.schedules.path.name,
+                    {"before": [s.as_yaml() for s in current], "after": [s.as_yaml() for s in new]},
+                )
                 h.scheduler.reload()
                 return redirect(url_for("drift.schedules", saved=1))
         audit("schedules.edit", h.schedules.path.name, {"rows": rows}, outcome=f"refused: {error}"[:200])
         status = 400
-    return render_template("drift_schedules.html", rows=rows, error=error, saved=saved,
-                           entries=sorted(h.catalog.entries), path=h.schedules.path), status
+    return render_template(
+        "drift_schedules.html",
+        rows=rows,
+        error=error,
+        saved=saved,
+        entries=sorted(h.catalog.entries),
+        path=h.schedules.path,
+    ), status
 
 
 def _rows_from_form(form: Any) -> tuple[list[dict[str, Any]], str]:
@@ -155,9 +208,7 @@ def _rows_from_form(form: Any) -> tuple[list[dict[str, Any]], str]:
 
 
 # ---------------------------------------------------------------------- API
-@api_bp.errorhandler(ValidationError)
-def _refused(exc: ValidationError) -> Any:
-    return jsonify({"error": str(exc), **({"field": exc.field} if exc.field else {})}), exc.status
+api_bp.register_error_handler(ValidationError, refused)
 
 
 @api_bp.get("")
@@ -175,8 +226,12 @@ def api_history() -> Any:
 @api_bp.get("/checks/<int:job_id>")
 def api_check(job_id: int) -> Any:
     h = homelab()
-    return jsonify([{"host": r.host, "state": r.state, "reason": r.reason, "fingerprint": r.fingerprint, "tasks": r.tasks}
-                    for r in h.drift.results(job_id)])
+    return jsonify(
+        [
+            {"host": r.host, "state": r.state, "reason": r.reason, "fingerprint": r.fingerprint, "tasks": r.tasks}
+            for r in h.drift.results(job_id)
+        ]
+    )
 
 
 @api_bp.get("/schedules")
@@ -184,8 +239,9 @@ def api_schedules() -> Any:
     h = homelab()
     schedules, error = _load_schedules()
     nxt = h.scheduler.next_runs()
-    return jsonify({"error": error, "schedules": [{**s.as_dict(), "next_run": (nxt[s.id].isoformat() + "Z") if nxt.get(s.id) else None}
-                                                  for s in schedules]})
+    return jsonify(
+        {"error": error, "schedules": [{**s.as_dict(), "next_run": iso_z(nxt.get(s.id))} for s in schedules]}
+    )
 
 
 @api_bp.post("/check")
@@ -199,8 +255,12 @@ def api_check_start() -> Any:
     except ValidationError as exc:
         audit("drift.check", str(body.get("schedule") or body.get("playbook"))[:60], outcome=f"refused: {exc}")
         raise
-    audit("drift.check", f"job {job.id} ({what})", {"limit": job.requested_limit},
-          outcome="ok" if started else f"already running as job {job.id}")
+    audit(
+        "drift.check",
+        f"job {job.id} ({what})",
+        {"limit": job.requested_limit},
+        outcome="ok" if started else f"already running as job {job.id}",
+    )
     return jsonify({**job.as_dict(), "started": started}), 201 if started else 200
 
 

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from flask import request
+from flask import jsonify, request
 from werkzeug.routing import IntegerConverter, Map
 
 from homelab.catalog import ValidationError
@@ -27,8 +27,9 @@ class IdConverter(IntegerConverter):
 
     regex = r"[0-9]{1,19}"
 
-    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID,
-                 signed: bool = False) -> None:
+    def __init__(
+        self, map: Map, fixed_digits: int = 0, min: int | None = None, max: int | None = MAX_ID, signed: bool = False
+    ) -> None:
         super().__init__(map, fixed_digits, min, max, signed)
 
 
@@ -82,4 +83,14 @@ def _check_text(s: str) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValidationError("the JSON body holds text that is not valid Unicode (a lone surrogate such as \\ud800)") from None
+        raise ValidationError(
+            "the JSON body holds text that is not valid Unicode (a lone surrogate such as \\ud800)"
+        ) from None
+
+
+def refused(exc: ValidationError) -> Any:
+    """Every JSON API's answer to a refused request: the error, the field it names (if any), its status."""
+    body: dict[str, Any] = {"error": str(exc)}
+    if exc.field:
+        body["field"] = exc.field
+    return jsonify(body), exc.status

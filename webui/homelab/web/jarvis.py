@@ -1,5 +1,6 @@
 """Jarvis's pages and API: findings, approvals waiting for a person, remediation history, the
-circuit breakers, and the chat. Registered by the app factory (homelab.web.create_app)."""
+circuit breakers, and the chat. Registered by the app factory (homelab.web.create_app) when Jarvis
+is on; the web layer imports Jarvis, never the other way round."""
 
 from __future__ import annotations
 
@@ -8,13 +9,25 @@ from typing import Any
 from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 
 from homelab.catalog import ValidationError
-from homelab.web import homelab
+from homelab.store import iso_z
 from homelab.web.auth import current_user
-from homelab.web.inputs import json_body
+from homelab.web.context import homelab
+from homelab.web.inputs import json_body, refused
 
-bp = Blueprint("jarvis", __name__, url_prefix="/jarvis", template_folder="templates")
+bp = Blueprint("jarvis", __name__, url_prefix="/jarvis")
 api_bp = Blueprint("jarvis_api", __name__, url_prefix="/api/v1/jarvis")
-HISTORY_STATES = ("resolved", "escalated", "failed", "rejected", "refused", "obsolete", "queued", "checking", "running", "verifying")
+HISTORY_STATES = (
+    "resolved",
+    "escalated",
+    "failed",
+    "rejected",
+    "refused",
+    "obsolete",
+    "queued",
+    "checking",
+    "running",
+    "verifying",
+)
 
 
 def _jarvis() -> Any:
@@ -31,21 +44,40 @@ def summary_for_dashboard() -> dict[str, Any] | None:
 
 
 def _finding_dict(r: Any) -> dict[str, Any]:
-    iso = (lambda t: t.isoformat() + "Z" if t else None)
-    return {"code": r.code, "severity": r.severity, "target": r.target, "host": r.host, "summary": r.summary,
-            "status": r.status, "evidence": r.evidence, "decision": r.decision, "first_seen": iso(r.first_seen),
-            "last_seen": iso(r.last_seen), "resolved_at": iso(r.resolved_at), "occurrences": r.occurrences}
+    iso = iso_z
+    return {
+        "code": r.code,
+        "severity": r.severity,
+        "target": r.target,
+        "host": r.host,
+        "summary": r.summary,
+        "status": r.status,
+        "evidence": r.evidence,
+        "decision": r.decision,
+        "first_seen": iso(r.first_seen),
+        "last_seen": iso(r.last_seen),
+        "resolved_at": iso(r.resolved_at),
+        "occurrences": r.occurrences,
+    }
 
 
 # ---------------------------------------------------------------------- pages
 @bp.get("")
 def page() -> Any:
     j = _jarvis()
-    return render_template("jarvis/index.html", s=j.summary(), findings=j.findings(),
-                           resolved=[r for r in j.findings(include_resolved=True, limit=300) if r.status == "resolved"][:30],
-                           pending=j.actions(("pending",)), history=j.actions(HISTORY_STATES, 100), breakers=j.breakers(),
-                           rules=j.rules, catalog=homelab().catalog.entries, llm=j.assistant.describe(),
-                           llm_enabled=j.assistant.enabled)
+    return render_template(
+        "jarvis/index.html",
+        s=j.summary(),
+        findings=j.findings(),
+        resolved=[r for r in j.findings(include_resolved=True, limit=300) if r.status == "resolved"][:30],
+        pending=j.actions(("pending",)),
+        history=j.actions(HISTORY_STATES, 100),
+        breakers=j.breakers(),
+        rules=j.rules,
+        catalog=homelab().catalog.entries,
+        llm=j.assistant.describe(),
+        llm_enabled=j.assistant.enabled,
+    )
 
 
 @bp.post("/diagnose")
@@ -91,14 +123,18 @@ def chat() -> Any:
         else:
             return redirect(url_for("jarvis.chat") + "#end")
     pending = {a.id: a for a in j.actions(("pending",))}
-    return render_template("jarvis/chat.html", messages=j.chat_history(current_user() or "", 100), llm=j.assistant.describe(),
-                           llm_enabled=j.assistant.enabled, error=error, pending=pending), status
+    return render_template(
+        "jarvis/chat.html",
+        messages=j.chat_history(current_user() or "", 100),
+        llm=j.assistant.describe(),
+        llm_enabled=j.assistant.enabled,
+        error=error,
+        pending=pending,
+    ), status
 
 
 # ---------------------------------------------------------------------- API
-@api_bp.errorhandler(ValidationError)
-def _refused(exc: ValidationError) -> Any:
-    return jsonify({"error": str(exc)}), exc.status
+api_bp.register_error_handler(ValidationError, refused)
 
 
 @api_bp.get("")
@@ -132,4 +168,3 @@ def api_reject(action_id: int) -> Any:
     body = json_body()
     body = body if isinstance(body, dict) else {}
     return jsonify(_jarvis().reject(action_id, current_user() or "", str(body.get("why", ""))[:300]).as_dict())
-

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from homelab.ansi import ansi_to_html
 from homelab.jobs import JobEngine
-from homelab.store import FINAL_STATES
+from homelab.states import FINAL_STATES
 
 
 def sse(event: str, data: object, id_: int | None = None) -> str:
@@ -16,8 +16,9 @@ def sse(event: str, data: object, id_: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def stream_job(engine: JobEngine, job_id: int, after: int = 0, heartbeat: float = 15.0,
-               html: bool = True) -> Iterator[str]:
+def stream_job(
+    engine: JobEngine, job_id: int, after: int = 0, heartbeat: float = 15.0, html: bool = True
+) -> Iterator[str]:
     """Every event after `after`, in order, then `end` once the job is final and all is sent."""
     last_status = None
     last_beat = time.monotonic()

@@ -14,14 +14,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from homelab import __version__
-from homelab import catalog
+from homelab import __version__, catalog
 from homelab.catalog import SECRET_MIN_LENGTH, Entry, Parameter, ValidationError
-from homelab.store import STATES
+from homelab.states import SOURCES as JOB_SOURCES
+from homelab.states import STATES
 from homelab.web.inputs import MAX_ID
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-SOURCES = ["web", "api", "cli", "schedule", "jarvis"]
+SOURCES = list(JOB_SOURCES)
 
 
 def groups_of(inventory: Any) -> dict[str, list[str]] | None:
@@ -38,7 +38,9 @@ def not_data() -> str:
     have no flags: an ignore-case pattern gets its letters spelt [aA] (it has no character classes)."""
     jinja = catalog.JINJA_RE.pattern
     if catalog.JINJA_RE.flags & re.IGNORECASE and "[" not in jinja:
-        jinja = re.sub(r"\\.|[A-Za-z]", lambda m: m[0] if m[0].startswith("\\") else f"[{m[0].lower()}{m[0].upper()}]", jinja)
+        jinja = re.sub(
+            r"\\.|[A-Za-z]", lambda m: m[0] if m[0].startswith("\\") else f"[{m[0].lower()}{m[0].upper()}]", jinja
+        )
     return f"{jinja}|{catalog.CONTROL_RE.pattern}"
 
 
@@ -67,14 +69,19 @@ def json_numbers(entry: Entry | None, params: Any) -> Any:
     if entry is None or not isinstance(params, dict):
         return params
     ints = {p.name for p in entry.parameters if p.type == "integer"}
-    return {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v
-            for k, v in params.items()}
+    return {
+        k: int(v) if k in ints and isinstance(v, float) and v.is_integer() and abs(v) < 2**63 else v
+        for k, v in params.items()
+    }
 
 
 def limit_schema(entry: Entry, groups: dict[str, list[str]] | None) -> dict[str, Any]:
     """The names a limit may hold for this entry: its hosts and every group with one of them."""
-    base: dict[str, Any] = {"type": "string", "description": f"host or group names within {', '.join(entry.targets)}, "
-                                                            "separated by commas; empty: all of them"}
+    base: dict[str, Any] = {
+        "type": "string",
+        "description": f"host or group names within {', '.join(entry.targets)}, "
+        "separated by commas; empty: all of them",
+    }
     if groups is None:  # the inventory cannot be read now: only the shape
         return {**base, "pattern": rf"^$|^{NAME_RE}(,{NAME_RE})*$"}
     allowed = {h for t in entry.targets for h in groups.get(t, [])}
@@ -87,12 +94,23 @@ def limit_schema(entry: Entry, groups: dict[str, list[str]] | None) -> dict[str,
 
 def start_job_schema(entry: Entry, groups: dict[str, list[str]] | None) -> dict[str, Any]:
     required = [p.name for p in entry.parameters if p.required and p.default is None]
-    return {"type": "object", "additionalProperties": False, "required": ["playbook", "params"] if required else ["playbook"], "properties": {
-        "playbook": {"const": entry.id},
-        "params": {"type": "object", "additionalProperties": False,
-                   "properties": {p.name: parameter_schema(p) for p in entry.parameters}, "required": required},
-        "limit": limit_schema(entry, groups),
-        "check": {"type": "boolean"}, "diff": {"type": "boolean"}}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["playbook", "params"] if required else ["playbook"],
+        "properties": {
+            "playbook": {"const": entry.id},
+            "params": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {p.name: parameter_schema(p) for p in entry.parameters},
+                "required": required,
+            },
+            "limit": limit_schema(entry, groups),
+            "check": {"type": "boolean"},
+            "diff": {"type": "boolean"},
+        },
+    }
 
 
 def checkable(entry: Entry) -> bool:
@@ -100,13 +118,21 @@ def checkable(entry: Entry) -> bool:
     return not any(p.required and p.default is None for p in entry.parameters)
 
 
-CHECK_BY_SCHEDULE = {"type": "object", "additionalProperties": False, "required": ["schedule"],
-                     "properties": {"schedule": {"type": "string", "minLength": 1}}}
+CHECK_BY_SCHEDULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["schedule"],
+    "properties": {"schedule": {"type": "string", "minLength": 1}},
+}
 
 
 def check_by_playbook(entry: Entry, groups: dict[str, list[str]] | None) -> dict[str, Any]:
-    return {"type": "object", "additionalProperties": False, "required": ["playbook"], "properties": {
-        "playbook": {"const": entry.id}, "limit": limit_schema(entry, groups)}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["playbook"],
+        "properties": {"playbook": {"const": entry.id}, "limit": limit_schema(entry, groups)},
+    }
 
 
 def drift_check_schema(entries: list[Entry], groups: dict[str, list[str]] | None) -> dict[str, Any]:
@@ -124,8 +150,11 @@ def enforce_drift_check(body: dict[str, Any], entries: dict[str, Entry], groups:
         enforce(check_by_playbook(entry, groups), body)
 
 
-DRIFT_FIX_SCHEMA = {"type": "object", "additionalProperties": False, "properties": {
-    "playbook": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}}}}
+DRIFT_FIX_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"playbook": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}}},
+}
 
 
 def enforce(schema: dict[str, Any], body: Any, secret_names: frozenset[str] = frozenset()) -> None:
@@ -156,9 +185,16 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
     r403 = err("a browser session sent no CSRF token (X-CSRF-Token); tokens need none")
     r404, r409 = err("no such job, playbook or drift check"), err("the current state does not allow it")
     r413 = err("the body is larger than the server accepts")
-    ref = (lambda name: {"$ref": f"#/components/schemas/{name}"})
+    ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
     job = ok("the job", ref("Job"))
-    jid = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID}}]
+    jid = [
+        {
+            "name": "job_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+        }
+    ]
 
     def op(summary: str, responses: dict[str, Any], **kw: Any) -> dict[str, Any]:
         return {"summary": summary, "responses": {**responses, "401": r401}, **kw}
@@ -166,70 +202,222 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
     def body(schema: dict[str, Any]) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
-    nullable = (lambda t: {"type": [t, "null"]})
-    job_schema = {"type": "object", "required": ["id", "playbook", "status", "source"], "properties": {
-        "id": {"type": "integer"}, "playbook": {"type": "string"}, "title": {"type": "string"}, "params": {"type": "object"},
-        "limit": {"type": "string"}, "hosts": {"type": "array", "items": {"type": "string"}}, "check": {"type": "boolean"},
-        "diff": {"type": "boolean"}, "status": {"type": "string", "enum": list(STATES)}, "reason": {"type": "string"},
-        "rc": nullable("integer"), "created_by": {"type": "string"}, "source": {"type": "string", "enum": SOURCES},
-        "rerun_of": nullable("integer"), "created_at": nullable("string"), "started_at": nullable("string"),
-        "finished_at": nullable("string"), "event_count": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}},
-        "started": {"type": "boolean", "description": "drift checks: false when one was already running"}}}
-    event = {"type": "object", "properties": {"seq": {"type": "integer"}, "event": {"type": "string"}, "host": {"type": "string"},
-                                              "task": {"type": "string"}, "stdout": {"type": "string"}, "created": {"type": "string"}}}
-    array = (lambda items: {"type": "array", "items": items})
+    nullable = lambda t: {"type": [t, "null"]}
+    job_schema = {
+        "type": "object",
+        "required": ["id", "playbook", "status", "source"],
+        "properties": {
+            "id": {"type": "integer"},
+            "playbook": {"type": "string"},
+            "title": {"type": "string"},
+            "params": {"type": "object"},
+            "limit": {"type": "string"},
+            "hosts": {"type": "array", "items": {"type": "string"}},
+            "check": {"type": "boolean"},
+            "diff": {"type": "boolean"},
+            "status": {"type": "string", "enum": list(STATES)},
+            "reason": {"type": "string"},
+            "rc": nullable("integer"),
+            "created_by": {"type": "string"},
+            "source": {"type": "string", "enum": SOURCES},
+            "rerun_of": nullable("integer"),
+            "created_at": nullable("string"),
+            "started_at": nullable("string"),
+            "finished_at": nullable("string"),
+            "event_count": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "started": {"type": "boolean", "description": "drift checks: false when one was already running"},
+        },
+    }
+    event = {
+        "type": "object",
+        "properties": {
+            "seq": {"type": "integer"},
+            "event": {"type": "string"},
+            "host": {"type": "string"},
+            "task": {"type": "string"},
+            "stdout": {"type": "string"},
+            "created": {"type": "string"},
+        },
+    }
+    array = lambda items: {"type": "array", "items": items}
     obj = {"type": "object"}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "homelab job API", "version": __version__,
-                 "description": "Every run goes through one job engine. Authenticate with `Authorization: Bearer <token>` (tokens: /tokens)."},
+        "info": {
+            "title": "homelab job API",
+            "version": __version__,
+            "description": "Every run goes through one job engine. "
+            "Authenticate with `Authorization: Bearer <token>` (tokens: /tokens).",
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Job": job_schema,
-                        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "field": {"type": "string"}}},
-                        "StartJob": {"oneOf": [start_job_schema(e, groups) for e in catalog_entries]}},
+            "schemas": {
+                "Job": job_schema,
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+                },
+                "StartJob": {"oneOf": [start_job_schema(e, groups) for e in catalog_entries]},
+            },
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/api/v1/catalog": {"get": op("Runnable playbooks and their parameter schemas", {"200": ok("catalog", array(obj))})},
-            "/api/v1/catalog/{entry_id}": {"get": op("One catalog entry", {"200": ok("entry", obj), "404": r404}, parameters=[
-                {"name": "entry_id", "in": "path", "required": True, "schema": {"type": "string"}}])},
+            "/api/v1/catalog": {
+                "get": op("Runnable playbooks and their parameter schemas", {"200": ok("catalog", array(obj))})
+            },
+            "/api/v1/catalog/{entry_id}": {
+                "get": op(
+                    "One catalog entry",
+                    {"200": ok("entry", obj), "404": r404},
+                    parameters=[{"name": "entry_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                )
+            },
             "/api/v1/jobs": {
-                "get": op("Job history, newest first", {"200": ok("jobs", array(ref("Job"))), "400": r400}, parameters=[
-                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATES)}},
-                    {"name": "playbook", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}]),
-                "post": op("Start a catalog playbook (validated before anything runs)",
-                           {"201": job, "400": r400, "403": r403, "404": r404, "409": r409, "413": r413},
-                           requestBody=body(ref("StartJob")))},
-            "/api/v1/jobs/{job_id}": {"get": op("Status, per-host recap and task results", {"200": job, "404": r404}, parameters=jid)},
-            "/api/v1/jobs/{job_id}/events": {"get": op("Output events after a sequence number", {
-                "200": ok("events", array(event)), "400": r400, "404": r404}, parameters=jid + [
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}}])},
-            "/api/v1/jobs/{job_id}/stream": {"get": op("Live output as Server-Sent Events (output, status, end)", {
-                "200": {"description": "the event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                "400": r400, "404": r404}, parameters=jid + [
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}},
-                {"name": "html", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}])},
-            "/api/v1/jobs/{job_id}/cancel": {"post": op("Cancel a queued or running job", {
-                "202": ok("cancel requested", {"type": "object", "properties": {"id": {"type": "integer"}, "was": {"type": "string"},
-                                                                                 "status": {"type": "string", "enum": list(STATES)}}}),
-                "403": r403, "404": r404}, parameters=jid)},
-            "/api/v1/jobs/{job_id}/rerun": {"post": op("Run again with the same parameters", {
-                "201": job, "400": r400, "403": r403, "404": r404, "409": r409}, parameters=jid)},
-            "/api/v1/drift": {"get": op("Drift state per host and playbook (drifted, clean, unknown) with the drifted tasks", {
-                "200": ok("summary and states", {"type": "object", "properties": {"summary": obj, "states": array(obj)}})})},
-            "/api/v1/drift/history": {"get": op("Drift episodes: when each started and was resolved", {
-                "200": ok("episodes, newest first", array(obj))}, parameters=[
-                {"name": "host", "in": "query", "schema": {"type": "string"}}])},
-            "/api/v1/drift/checks/{job_id}": {"get": op("Per-host result of one drift check", {
-                "200": ok("results", array(obj)), "404": r404}, parameters=jid)},
-            "/api/v1/drift/schedules": {"get": op("Drift schedules and their next run", {
-                "200": ok("schedules", {"type": "object", "properties": {"error": {"type": "string"}, "schedules": array(obj)}})})},
-            "/api/v1/drift/check": {"post": op("Run a drift check now: {schedule} or {playbook, limit}", {
-                "201": job, "200": ok("the check already running on those hosts", ref("Job")), "400": r400, "403": r403,
-                "404": r404, "409": r409, "413": r413}, requestBody=body(drift_check_schema(catalog_entries, groups)))},
-            "/api/v1/drift/fix": {"post": op("Converge exactly the drifted hosts (tags of the drifted roles when known)", {
-                "201": job, "400": r400, "403": r403, "404": r404, "409": r409, "413": r413}, requestBody=body(DRIFT_FIX_SCHEMA))},
+                "get": op(
+                    "Job history, newest first",
+                    {"200": ok("jobs", array(ref("Job"))), "400": r400},
+                    parameters=[
+                        {"name": "status", "in": "query", "schema": {"type": "string", "enum": list(STATES)}},
+                        {"name": "playbook", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                        },
+                    ],
+                ),
+                "post": op(
+                    "Start a catalog playbook (validated before anything runs)",
+                    {"201": job, "400": r400, "403": r403, "404": r404, "409": r409, "413": r413},
+                    requestBody=body(ref("StartJob")),
+                ),
+            },
+            "/api/v1/jobs/{job_id}": {
+                "get": op("Status, per-host recap and task results", {"200": job, "404": r404}, parameters=jid)
+            },
+            "/api/v1/jobs/{job_id}/events": {
+                "get": op(
+                    "Output events after a sequence number",
+                    {"200": ok("events", array(event)), "400": r400, "404": r404},
+                    parameters=jid
+                    + [
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+                        }
+                    ],
+                )
+            },
+            "/api/v1/jobs/{job_id}/stream": {
+                "get": op(
+                    "Live output as Server-Sent Events (output, status, end)",
+                    {
+                        "200": {
+                            "description": "the event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        "400": r400,
+                        "404": r404,
+                    },
+                    parameters=jid
+                    + [
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+                        },
+                        {"name": "html", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}},
+                    ],
+                )
+            },
+            "/api/v1/jobs/{job_id}/cancel": {
+                "post": op(
+                    "Cancel a queued or running job",
+                    {
+                        "202": ok(
+                            "cancel requested",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "integer"},
+                                    "was": {"type": "string"},
+                                    "status": {"type": "string", "enum": list(STATES)},
+                                },
+                            },
+                        ),
+                        "403": r403,
+                        "404": r404,
+                    },
+                    parameters=jid,
+                )
+            },
+            "/api/v1/jobs/{job_id}/rerun": {
+                "post": op(
+                    "Run again with the same parameters",
+                    {"201": job, "400": r400, "403": r403, "404": r404, "409": r409},
+                    parameters=jid,
+                )
+            },
+            "/api/v1/drift": {
+                "get": op(
+                    "Drift state per host and playbook (drifted, clean, unknown) with the drifted tasks",
+                    {
+                        "200": ok(
+                            "summary and states",
+                            {"type": "object", "properties": {"summary": obj, "states": array(obj)}},
+                        )
+                    },
+                )
+            },
+            "/api/v1/drift/history": {
+                "get": op(
+                    "Drift episodes: when each started and was resolved",
+                    {"200": ok("episodes, newest first", array(obj))},
+                    parameters=[{"name": "host", "in": "query", "schema": {"type": "string"}}],
+                )
+            },
+            "/api/v1/drift/checks/{job_id}": {
+                "get": op(
+                    "Per-host result of one drift check",
+                    {"200": ok("results", array(obj)), "404": r404},
+                    parameters=jid,
+                )
+            },
+            "/api/v1/drift/schedules": {
+                "get": op(
+                    "Drift schedules and their next run",
+                    {
+                        "200": ok(
+                            "schedules",
+                            {"type": "object", "properties": {"error": {"type": "string"}, "schedules": array(obj)}},
+                        )
+                    },
+                )
+            },
+            "/api/v1/drift/check": {
+                "post": op(
+                    "Run a drift check now: {schedule} or {playbook, limit}",
+                    {
+                        "201": job,
+                        "200": ok("the check already running on those hosts", ref("Job")),
+                        "400": r400,
+                        "403": r403,
+                        "404": r404,
+                        "409": r409,
+                        "413": r413,
+                    },
+                    requestBody=body(drift_check_schema(catalog_entries, groups)),
+                )
+            },
+            "/api/v1/drift/fix": {
+                "post": op(
+                    "Converge exactly the drifted hosts (tags of the drifted roles when known)",
+                    {"201": job, "400": r400, "403": r403, "404": r404, "409": r409, "413": r413},
+                    requestBody=body(DRIFT_FIX_SCHEMA),
+                )
+            },
         },
     }

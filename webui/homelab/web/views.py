@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import (Blueprint, Response, abort, jsonify, make_response, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from homelab.catalog import CATEGORIES, ValidationError
 from homelab.refused import refused_outcome, refused_params
-from homelab.store import AuditEntry, Job, STATES
-from homelab.web import homelab
+from homelab.states import FINAL_STATES, STATES
+from homelab.store import AuditEntry, Job
 from homelab.web.auth import audit, current_user, request_source
+from homelab.web.context import homelab
 from homelab.web.inputs import whole_number
 from homelab.web.jobstream import stream_job
 
@@ -38,8 +49,11 @@ def dashboard() -> Any:
         hosts, inventory_error = [], str(exc)
     with h.store.session() as s:
         recent = list(s.scalars(select(Job).order_by(Job.id.desc()).limit(8)))
-        finished = list(s.scalars(select(Job).where(Job.status.in_(("successful", "failed", "canceled")),
-                                                    Job.check.is_(False)).order_by(Job.id.desc()).limit(500)))
+        finished = list(
+            s.scalars(
+                select(Job).where(Job.status.in_(FINAL_STATES), Job.check.is_(False)).order_by(Job.id.desc()).limit(500)
+            )
+        )
     services, registry_error = _services(finished)
     # the next drift check: only schedules whose action is a check (not Jarvis cycles or maintenance runs)
     try:
@@ -47,9 +61,17 @@ def dashboard() -> Any:
     except Exception:  # a broken schedules file is reported on the Drift page
         checks = set()
     nexts = [t for sid, t in h.scheduler.next_runs().items() if t and sid in checks] if h.scheduler else []
-    return render_template("dashboard.html", hosts=hosts, inventory_error=inventory_error, recent=recent,
-                           services=services, registry_error=registry_error, drift_states=h.drift.states() if h.drift else [],
-                           drift_summary=h.drift.summary() if h.drift else {}, drift_next=min(nexts) if nexts else None)
+    return render_template(
+        "dashboard.html",
+        hosts=hosts,
+        inventory_error=inventory_error,
+        recent=recent,
+        services=services,
+        registry_error=registry_error,
+        drift_states=h.drift.states() if h.drift else [],
+        drift_summary=h.drift.summary() if h.drift else {},
+        drift_next=min(nexts) if nexts else None,
+    )
 
 
 # Catalog playbooks that deploy one service (named by their `service` parameter) or every enabled one.
@@ -70,10 +92,24 @@ def _services(jobs: list[Job]) -> tuple[list[dict[str, Any]], str]:
     for name, svc in services.items():
         if not svc.enabled:
             continue
-        last = next((j for j in jobs if j.playbook in DEPLOYS_ALL
-                     or (j.playbook in DEPLOYS_ONE and (j.params or {}).get("service") == name)), None)
-        out.append({"name": name, "title": svc.title, "kind": svc.kind, "url": svc.url,
-                    "domains": list(svc.domains), "last": last})
+        last = next(
+            (
+                j
+                for j in jobs
+                if j.playbook in DEPLOYS_ALL or (j.playbook in DEPLOYS_ONE and (j.params or {}).get("service") == name)
+            ),
+            None,
+        )
+        out.append(
+            {
+                "name": name,
+                "title": svc.title,
+                "kind": svc.kind,
+                "url": svc.url,
+                "domains": list(svc.domains),
+                "last": last,
+            }
+        )
     return out, ""
 
 
@@ -93,20 +129,30 @@ def entry(entry_id: str) -> Any:
         abort(404, description=str(exc))
     error, values = None, {}
     if request.method == "POST":
-        values = {p.name: (request.form.get(p.name) if p.type != "boolean" else bool(request.form.get(p.name)))
-                  for p in e.parameters}
+        values = {
+            p.name: (request.form.get(p.name) if p.type != "boolean" else bool(request.form.get(p.name)))
+            for p in e.parameters
+        }
         params = {k: v for k, v in values.items() if v not in (None, "")}
         limit = request.form.get("limit", "")
         check, diff = bool(request.form.get("check")), bool(request.form.get("diff"))
         try:
-            spec = h.catalog.prepare(e.id, params, limit, check, diff, h.inventory)
+            spec = h.catalog.prepare(e.id, params, limit, check=check, diff=diff, inventory=h.inventory)
         except ValidationError as exc:
-            audit("job.start", e.id, {"params": refused_params(h.catalog, e.id, params), "limit": limit},
-                  outcome=refused_outcome(h.catalog, e.id, params, exc))
+            audit(
+                "job.start",
+                e.id,
+                {"params": refused_params(h.catalog, e.id, params), "limit": limit},
+                outcome=refused_outcome(h.catalog, e.id, params, exc),
+            )
             error = str(exc)
         else:
             job = h.engine.submit(spec, current_user() or "", request_source(), requested_limit=limit)
-            audit("job.start", f"job {job.id} ({e.id})", {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff})
+            audit(
+                "job.start",
+                f"job {job.id} ({e.id})",
+                {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff},
+            )
             return redirect(url_for("views.job", job_id=job.id))
     return render_template("entry.html", e=e, error=error, values=values, groups=_groups_for(e)), 400 if error else 200
 
@@ -151,15 +197,22 @@ def job(job_id: int) -> Any:
         j = h.engine.get(job_id)
     except ValidationError as exc:
         abort(404, description=str(exc))
-    return render_template("job.html", job=j, recaps=h.engine.recaps(job_id), results=h.engine.task_results(job_id),
-                           events=h.engine.events_after(job_id, 0, limit=100000) if j.status in ("successful", "failed", "canceled") else [])
+    return render_template(
+        "job.html",
+        job=j,
+        recaps=h.engine.recaps(job_id),
+        results=h.engine.task_results(job_id),
+        events=h.engine.events_after(job_id, 0, limit=100000) if j.status in FINAL_STATES else [],
+    )
 
 
 @bp.get("/jobs/<int:job_id>/summary")
 def job_summary(job_id: int) -> Any:
     h = homelab()
     j = h.engine.get(job_id)
-    return render_template("_summary.html", job=j, recaps=h.engine.recaps(job_id), results=h.engine.task_results(job_id))
+    return render_template(
+        "_summary.html", job=j, recaps=h.engine.recaps(job_id), results=h.engine.task_results(job_id)
+    )
 
 
 @bp.get("/jobs/<int:job_id>/stream")
@@ -170,8 +223,11 @@ def job_stream(job_id: int) -> Any:
     except ValidationError as exc:
         abort(404, description=str(exc))
     after_i = whole_number(request.headers.get("Last-Event-ID") or request.args.get("after"), "after", 0)
-    return Response(stream_with_context(stream_job(h.engine, job_id, after_i)), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Response(
+        stream_with_context(stream_job(h.engine, job_id, after_i)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @bp.post("/jobs/<int:job_id>/cancel")

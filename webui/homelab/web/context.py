@@ -1,0 +1,42 @@
+"""The state the app factory composes and every blueprint reads (homelab()): the only state kept
+between requests. A module of its own so that blueprints import it without importing the factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+from homelab.catalog import Catalog
+from homelab.drift import DriftService
+from homelab.inventory import Inventory
+from homelab.jobs import JobEngine
+from homelab.schedule.definitions import Schedules
+from homelab.schedule.runner import Scheduler
+from homelab.settings import Settings
+from homelab.store import Store
+
+if TYPE_CHECKING:
+    from jarvis.service import Jarvis
+
+
+@dataclass
+class Homelab:
+    """The extension object (app.extensions["homelab"])."""
+
+    settings: Settings
+    store: Store
+    catalog: Catalog
+    inventory: Inventory
+    engine: JobEngine
+    limiter: Any
+    schedules: Schedules
+    drift: DriftService
+    scheduler: Scheduler
+    jarvis: "Jarvis | None" = None  # unless HOMELAB_JARVIS=0
+
+
+def homelab() -> Homelab:
+    h: Homelab = current_app.extensions["homelab"]
+    return h
