@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from checks import assert_check_mode_clean, recap, run_converge
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "molecule" / "shared"))
-from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
 
 BACKUPS = "/var/backups/homelab"
 STATUS = "/var/lib/homelab/backup/status.json"

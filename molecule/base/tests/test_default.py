@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
+from checks import assert_check_mode_clean, recap, run_converge
 
 ADMIN = "ops"  # base_admin_user in converge.yml
 ADMIN_KEY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "admin_id_ed25519"

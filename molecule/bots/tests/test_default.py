@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean, run_converge  # noqa: E402
-from services import get_json  # noqa: E402
+from checks import assert_check_mode_clean, run_converge
+from services import get_json
 
 BOT = "https://bot.lab.test/"
 STREAM = "https://stream.lab.test/"

@@ -11,12 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-from pathlib import Path
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
+from checks import assert_check_mode_clean, recap, run_converge
 
 CADDY_ROOT = "/opt/homelab/caddy"
 CADDYFILE = f"{CADDY_ROOT}/config/Caddyfile"

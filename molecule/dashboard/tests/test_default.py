@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean, run_converge  # noqa: E402
-from services import curl, get_json  # noqa: E402
+from checks import assert_check_mode_clean, run_converge
+from services import get_json
 
 BASE = "https://dashboard.lab.test"
 DATA = "/opt/homelab/dashboard/data"

@@ -8,11 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean, run_converge  # noqa: E402
+from checks import assert_check_mode_clean, run_converge
 
 ROOT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
 OPS = ROOT / "playbooks" / "ops"

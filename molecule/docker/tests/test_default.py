@@ -4,10 +4,8 @@ import json
 import os
 import re
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from checks import assert_check_mode_clean  # noqa: E402
+from checks import assert_check_mode_clean
 
 
 def _load_image(host, image):

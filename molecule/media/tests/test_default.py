@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
-from services import get_json, status  # noqa: E402
+from checks import assert_check_mode_clean, recap, run_converge
+from services import get_json, status
 
 HA_CONFIG = "/opt/homelab/home_assistant/config/configuration.yaml"
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import recap, run_converge  # noqa: E402
-from services import get_json  # noqa: E402
+from checks import recap, run_converge
+from services import get_json
 
 OPS = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "ops"
 URL = "https://n8n.lab.test/healthz"

@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
+from checks import assert_check_mode_clean, recap, run_converge
 
 CONVERGE_VARS = yaml.safe_load(
     (Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "converge.yml").read_text()

@@ -1,11 +1,8 @@
 """The whole site on one lab host, as its user meets it."""
 
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "shared"))
-from checks import assert_check_mode_clean  # noqa: E402
-from services import status  # noqa: E402
+from checks import assert_check_mode_clean
+from services import status
 
 
 def test_ssh_offers_no_password_login(host):

@@ -9,14 +9,12 @@ import json
 import os
 import re
 import shlex
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean, recap, run_converge  # noqa: E402
-from services import CADDY_DATA, ROOT_CA, curl  # noqa: E402
+from checks import assert_check_mode_clean, recap, run_converge
+from services import CADDY_DATA, ROOT_CA, curl
 
 DOMAIN = "static.lab.test"
 URL = f"https://{DOMAIN}/"

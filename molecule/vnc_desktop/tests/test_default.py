@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from checks import assert_check_mode_clean  # noqa: E402
-from services import CADDY_DATA, curl  # noqa: E402
+from checks import assert_check_mode_clean
+from services import CADDY_DATA, curl
 
 DOMAIN = "vnc.lab.test"
 PROBE = Path(__file__).with_name("rfb_probe.py")
