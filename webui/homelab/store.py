@@ -1,6 +1,7 @@
 """The store: jobs, their events, per-host recaps, task results, users, API tokens, the audit log.
 
 SQLAlchemy on SQLite (a file under var/) by default, PostgreSQL when HOMELAB_DATABASE_URL says so.
+The schema changes through Alembic migrations (homelab.migrations); opening a store upgrades it.
 Only the engine's writer thread writes events; web requests read.
 """
 
@@ -293,22 +294,10 @@ class Store:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
-        Base.metadata.create_all(self.engine)
-        self._add_missing_columns()
+        from homelab.migrations import upgrade
+
+        upgrade(self.engine)  # the schema through its migrations (webui/homelab/migrations): a no-op at the head
         self.session = sessionmaker(self.engine, expire_on_commit=False)
-
-    def _add_missing_columns(self) -> None:
-        """Columns added to a table after a store was created (nullable ones only): no migration tool needed."""
-        from sqlalchemy import inspect, text
-
-        insp = inspect(self.engine)
-        with self.engine.begin() as conn:
-            for table in Base.metadata.sorted_tables:
-                have = {c["name"] for c in insp.get_columns(table.name)}
-                for col in table.columns:
-                    if col.name not in have and col.nullable:
-                        ddl = col.type.compile(dialect=self.engine.dialect)
-                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
 
     def audit(
         self,

@@ -1,0 +1,214 @@
+"""The store's schema through Alembic migrations (homelab.migrations): a store the previous release
+made is upgraded in place by the path `homelab serve` takes, losing no row; an empty one is created by
+the migrations, to exactly the schema of the models; a store at the head is left alone."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_webui_postgres
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+
+import homelab.migrations as migrations
+from homelab.migrations import schema
+from homelab.settings import Settings
+from homelab.store import ApiToken, AuditEntry, DriftEpisode, Job, JobEvent, Store, TaskResult
+from jarvis.models import JarvisAction, JarvisFinding
+
+postgres_url = test_webui_postgres.postgres_url  # the fixture: a PostgreSQL server in a container (lab)
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store-d5ce24b.sql"  # make_previous_store.py wrote it
+# The columns Store() used to add to older stores (_add_missing_columns): migration 0002 adds them now.
+ADDED_AT_OPEN = {"jobs": ["tags", "artifact_data"], "task_results": ["role"], "api_tokens": ["kind"]}
+
+
+def _load(db: Path) -> None:
+    con = sqlite3.connect(db)
+    con.executescript(FIXTURE.read_text())
+    con.close()
+
+
+def _rows(db: Path) -> dict[str, set[tuple[Any, ...]]]:
+    """Every row of every table but alembic's, as SQLite holds it."""
+    con = sqlite3.connect(db)
+    names = [
+        n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'alembic_version'")
+    ]
+    rows = {n: set(con.execute(f'SELECT * FROM "{n}"').fetchall()) for n in names}
+    con.close()
+    return rows
+
+
+def _diffs(store: Store) -> list[Any]:
+    """What alembic's autogenerate sees between the database and the models (the scheduler's table aside)."""
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"include_name": schema.include_name, "compare_type": True})
+        return list(compare_metadata(ctx, schema.metadata()))
+
+
+def _revision(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return migrations.current(conn)
+
+
+@pytest.fixture
+def serve_settings(settings: Settings) -> Settings:
+    return replace(settings, scheduler=False)
+
+
+def _serve_store(settings: Settings) -> Store:
+    """Open the store the way `homelab serve` does: create_app (engine not started, so no job is touched)."""
+    from homelab.web import create_app
+
+    app = create_app(settings, start_engine=False)
+    store: Store = app.extensions["homelab"].store
+    return store
+
+
+def test_previous_release_store_upgrades_in_place_keeping_every_row(serve_settings, monkeypatch):
+    monkeypatch.delenv("HOMELAB_ADMIN_PASSWORD", raising=False)  # it would reset the admin's password
+    db = serve_settings.var_dir / "homelab.db"
+    _load(db)
+    before = _rows(db)
+    assert "alembic_version" not in before and len(before["jobs"]) == 5 and len(before["job_events"]) == 20
+
+    store = _serve_store(serve_settings)
+
+    assert _revision(store) == migrations.head()
+    after = _rows(db)
+    assert set(after) == set(before)  # apscheduler_jobs included: the scheduler's table is not ours to drop
+    for name, rows in before.items():
+        assert rows <= after[name], f"{name}: rows lost or changed"
+    counts = {n: len(r) for n, r in before.items()}
+    assert counts["audit_log"] == 4 and counts["drift_episodes"] == 2 and counts["drift_results"] == 2
+    assert counts["jarvis_chat"] == 1 and counts["apscheduler_jobs"] == 0
+    assert _diffs(store) == []
+    with store.session() as s:
+        job5 = s.get(Job, 5)
+        assert job5 is not None and job5.artifact_data == {"diagnosis": {"ok": True}} and job5.status == "running"
+        job2 = s.get(Job, 2)
+        assert job2 is not None and job2.tags == ["dns"] and job2.requested_limit == "web1"
+        assert (
+            s.scalar(select(JobEvent.stdout).where(JobEvent.job_id == 3, JobEvent.seq == 4)) == "ok: [web1] 3.4 ünïcode"
+        )
+        assert s.scalar(select(TaskResult.role).where(TaskResult.job_id == 1)) == "caddy"
+        assert s.scalar(select(ApiToken.kind)) == "cli"
+        resolved = s.scalars(select(DriftEpisode).where(DriftEpisode.resolution == "clean")).one()
+        assert (resolved.started_job, resolved.resolved_job, resolved.roles) == (1, 3, ["caddy"])
+        audit = s.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert audit[0].params == {"password": "********", "n": 1} and audit[-1].outcome == "denied: bad password"
+        action = s.scalars(select(JarvisAction)).one()
+        assert (action.rule_id, action.finding_id, action.status, action.job_id) == ("restart-caddy", 1, "resolved", 3)
+        assert s.scalars(select(JarvisFinding.occurrences)).one() == 3
+
+    # the models work on the upgraded store: a new job, its events, and the foreign keys still enforced
+    with store.session.begin() as s:
+        job = Job(playbook="site", title="after the upgrade", tags=["x"])
+        s.add(job)
+        s.flush()
+        s.add(JobEvent(job_id=job.id, seq=1, event="playbook_on_start"))
+        new_id = job.id
+    store.audit("admin", "job.start", target=f"job:{new_id}")
+    assert new_id == 6
+    with store.session() as s:
+        again = s.get(Job, new_id)
+        assert again is not None and again.as_dict()["tags"] == ["x"] and again.status == "queued"
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with store.session.begin() as s:
+        s.delete(s.get(Job, 1))
+    with store.session() as s:
+        assert s.scalars(select(JobEvent).where(JobEvent.job_id == 1)).all() == []  # cascaded, as before
+
+
+def test_store_older_than_the_baseline_gets_the_columns_once_added_at_open(tmp_path):
+    db = tmp_path / "homelab.db"
+    _load(db)
+    con = sqlite3.connect(db)
+    for name, columns in ADDED_AT_OPEN.items():
+        for column in columns:
+            con.execute(f'ALTER TABLE "{name}" DROP COLUMN "{column}"')
+    con.commit()
+    con.close()
+    before = _rows(db)
+
+    store = Store(f"sqlite:///{db}")
+
+    assert _revision(store) == migrations.head()
+    assert _diffs(store) == []
+    insp = inspect(store.engine)
+    for name, columns in ADDED_AT_OPEN.items():
+        assert set(columns) <= {c["name"] for c in insp.get_columns(name)}
+    after = _rows(db)
+    for name, rows in before.items():
+        assert len(after[name]) == len(rows), name
+    with store.session() as s:
+        assert s.get(Job, 2).tags is None  # type: ignore[union-attr]
+
+
+def test_an_empty_database_is_created_by_the_migrations_to_the_models_schema(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'homelab.db'}")
+    assert _revision(store) == migrations.head()
+    assert _diffs(store) == []
+    assert set(inspect(store.engine).get_table_names()) == set(schema.metadata().tables) | {"alembic_version"}
+
+
+def test_opening_a_store_at_the_head_changes_nothing(tmp_path, monkeypatch):
+    db = tmp_path / "homelab.db"
+    Store(f"sqlite:///{db}").engine.dispose()
+    con = sqlite3.connect(db)
+    schema = con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    con.close()
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("a store at the head is not migrated again")
+
+    monkeypatch.setattr(migrations.command, "upgrade", refuse)
+    monkeypatch.setattr(migrations.command, "stamp", refuse)
+    store = Store(f"sqlite:///{db}")
+    assert _revision(store) == migrations.head()
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema
+    con.close()
+
+
+@pytest.mark.lab
+def test_a_postgresql_store_from_before_migrations_is_upgraded_in_place(postgres_url):
+    """On PostgreSQL: the tables as the previous release's create_all made them (the models' schema,
+    equal to the baseline), one nullable column from before then, rows in them; Store() upgrades it."""
+    from sqlalchemy import create_engine, insert, text
+
+    from homelab.store import table
+
+    old = create_engine(postgres_url)
+    schema.metadata().create_all(old)
+    with old.begin() as conn:
+        conn.execute(insert(table(Job)), [{"id": i, "playbook": "site", "params": {}, "hosts": []} for i in (1, 2)])
+        conn.execute(
+            insert(table(JobEvent)), [{"job_id": 1, "seq": s, "event": "runner_on_ok", "stdout": "ü"} for s in (1, 2)]
+        )
+        conn.execute(insert(table(AuditEntry)), [{"actor": "admin", "action": "login", "params": {"n": 1}}])
+        conn.execute(insert(table(DriftEpisode)), [{"host": "web1", "playbook": "site", "fingerprint": "fp"}])
+        conn.execute(text("ALTER TABLE jobs DROP COLUMN tags"))  # from before that column
+    old.dispose()
+
+    store = Store(postgres_url)
+    assert store.engine.dialect.name == "postgresql"
+    assert _revision(store) == migrations.head()
+    assert _diffs(store) == []
+    with store.session() as s:
+        assert [j.id for j in s.scalars(select(Job).order_by(Job.id))] == [1, 2]
+        assert s.scalars(select(JobEvent.stdout).where(JobEvent.job_id == 1)).all() == ["ü", "ü"]
+        assert s.scalars(select(AuditEntry.params)).one() == {"n": 1}
+        assert s.scalars(select(DriftEpisode.fingerprint)).one() == "fp"
+    with store.session.begin() as s:
+        s.add(Job(id=3, playbook="site", tags=["x"]))
+    store.engine.dispose()
+    again = Store(postgres_url)  # at the head: nothing to do
+    with again.session() as s:
+        assert s.get(Job, 3).tags == ["x"]  # type: ignore[union-attr]
