@@ -44,7 +44,7 @@ def test_the_real_catalog_lists_site_each_role_and_check_variants():
 
     cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(ROOT / "inventory" / "lab"))
     ids = set(cat.entries)
-    assert {"site", "site-check", "deploy_service", "check_service"} <= ids
+    assert {"site", "site_check", "deploy_service", "check_service"} <= ids
 
     def service_enum(entry_id: str) -> set[str]:
         return {e for p in cat.entries[entry_id].parameters if p.name == "service" for e in p.enum}

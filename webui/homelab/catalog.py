@@ -188,6 +188,31 @@ class JobSpec:
         return {k: MASK if k in self.secret_names else v for k, v in self.extravars.items()}
 
 
+class Entries(dict[str, Entry]):
+    """The entries by id. A former id (an entry's `aliases:`) finds its entry through [], get and
+    `in`, so schedules, rules, job rows and API clients that still name it keep working; iterating,
+    keys(), values() and len() see only the current ids (what the API and the UI list)."""
+
+    def __init__(self, entries: dict[str, Entry] | None = None, aliases: dict[str, str] | None = None) -> None:
+        super().__init__(entries or {})
+        self.aliases: dict[str, str] = dict(aliases or {})  # former id -> current id
+
+    def canonical(self, entry_id: Any) -> Any:
+        """The current id for a former one; anything else unchanged."""
+        return self.aliases.get(entry_id, entry_id) if isinstance(entry_id, str) else entry_id
+
+    def __missing__(self, entry_id: str) -> Entry:
+        if isinstance(entry_id, str) and entry_id in self.aliases:
+            return dict.__getitem__(self, self.aliases[entry_id])
+        raise KeyError(entry_id)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return dict.__contains__(self, entry_id) or (isinstance(entry_id, str) and entry_id in self.aliases)
+
+    def get(self, entry_id: Any, default: Any = None) -> Any:
+        return self[entry_id] if isinstance(entry_id, str) and entry_id in self else default
+
+
 class ServiceSource(Protocol):
     """Where `enum_from: {registry: <capability>}` parameters take their values: the service
     registry (homelab.registry.Registry), resolved from the inventory, never a list kept here."""
@@ -202,7 +227,7 @@ class Catalog:
     def __init__(self, path: Path, registry: ServiceSource | None = None) -> None:
         self.path = path.resolve()
         self.registry = registry
-        self.entries: dict[str, Entry] = {}
+        self.entries: Entries = Entries()
         self.registry_error = ""
         self._services_seen: tuple[tuple[str, tuple[str, ...]], ...] | None = None
         self.reload()
@@ -234,12 +259,32 @@ class Catalog:
         base = (self.path.parent / str(data.get("playbook_dir", "."))).resolve()
         self._services_seen = self._service_names()
         entries: dict[str, Entry] = {}
+        aliases: dict[str, str] = {}
         for i, raw in enumerate(data["playbooks"]):
             entry = self._entry(raw, base, i)
-            if entry.id in entries:
+            if entry.id in entries or entry.id in aliases:
                 raise CatalogError(f"{self.path}: id '{entry.id}' is listed twice")
             entries[entry.id] = entry
-        self.entries = entries
+            for alias in self._aliases(raw, i):
+                if alias in entries or alias in aliases:
+                    raise CatalogError(f"{self.path}: id '{alias}' is listed twice (as an alias of '{entry.id}')")
+                aliases[alias] = entry.id
+        clash = sorted(set(aliases) & set(entries))
+        if clash:
+            raise CatalogError(f"{self.path}: id '{clash[0]}' is listed twice (as an id and as an alias)")
+        self.entries = Entries(entries, aliases)
+
+    def _aliases(self, raw: dict[str, Any], index: int) -> list[str]:
+        """An entry's former ids (`aliases:`, a list or one id): still accepted, never listed."""
+        aliases = raw.get("aliases") or []
+        if isinstance(aliases, str):
+            aliases = [aliases]
+        if not isinstance(aliases, list):
+            raise CatalogError(f"{self.path}: playbooks[{index}]: aliases must be a list of ids")
+        for alias in aliases:
+            if not isinstance(alias, str) or not ID_RE.match(alias):
+                raise CatalogError(f"{self.path}: playbooks[{index}]: alias {alias!r} must match {ID_RE.pattern}")
+        return list(aliases)
 
     def _entry(self, raw: Any, base: Path, index: int) -> Entry:
         where = f"{self.path}: playbooks[{index}]"

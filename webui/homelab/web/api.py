@@ -52,10 +52,11 @@ def start_job() -> Any:
         spec = h.catalog.prepare(
             playbook, params, limit, check=body.get("check", False), diff=body.get("diff", False), inventory=h.inventory
         )
-        # what the catalog is lenient about (text for numbers, null for absent) the document is not
+        # what the catalog is lenient about (text for numbers, null for absent) the document is not;
+        # a former id (a catalog alias) is checked as the id it stands for
         enforce(
             start_job_schema(spec.entry, groups_of(h.inventory)),
-            body,
+            {**body, "playbook": spec.entry.id},
             frozenset(p.name for p in spec.entry.parameters if p.secret),
         )
     except ValidationError as exc:

@@ -146,8 +146,8 @@ def enforce_drift_check(body: dict[str, Any], entries: dict[str, Entry], groups:
         return enforce(CHECK_BY_SCHEDULE, body)
     playbook = body.get("playbook")
     entry = entries.get(playbook) if isinstance(playbook, str) else None
-    if entry is not None and checkable(entry):
-        enforce(check_by_playbook(entry, groups), body)
+    if entry is not None and checkable(entry):  # a former id (a catalog alias) as the id it stands for
+        enforce(check_by_playbook(entry, groups), {**body, "playbook": entry.id})
 
 
 DRIFT_FIX_SCHEMA = {
