@@ -27,6 +27,7 @@ def head(host) -> str:
 
 
 def running_image(host, name: str) -> str:
+    """The image of a container, by its name: the hostname form of the role's (discord-bot)."""
     return host.check_output(f"docker inspect -f '{{{{.Config.Image}}}}' {name}").strip()
 
 
@@ -58,7 +59,7 @@ def test_discord_bot_answers_through_caddy_and_logs_in_to_its_own_database(host)
 
 
 def test_discord_bot_runs_the_image_built_from_the_checked_out_commit(host):
-    image = running_image(host, "discord_bot")
+    image = running_image(host, "discord-bot")
     assert image.startswith(f"homelab/discord_bot:{head(host)[:12]}-"), image
     # Built by the default Dockerfile (the repository has none), which npm-starts the app.
     dockerfile = host.file("/opt/homelab/discord_bot/Dockerfile").content_string
@@ -70,7 +71,7 @@ def test_stream_bot_runs_from_an_image_on_its_own_database(host):
     assert body["service"] == "stream_bot" and body["port"] == 3000
     assert body["database"] == "ok stream_bot stream_bot"
     assert {"DATABASE_URL", "TWITCH_CLIENT_ID", "TWITCH_CLIENT_SECRET"} <= set(body["env"])
-    assert running_image(host, "stream_bot").startswith("homelab-lab/standin:")
+    assert running_image(host, "stream-bot").startswith("homelab-lab/standin:")
     assert not host.file("/opt/homelab/stream_bot/src").exists
 
 
@@ -86,7 +87,13 @@ def test_secrets_are_root_only_and_not_in_compose_yml(host):
 
 def test_containers_have_limits_and_are_healthy(host):
     for bot in ("discord_bot", "stream_bot"):
-        info = json.loads(host.check_output(f"docker inspect {bot}"))[0]
+        # The compose project and service keep the role's name; the container and its hostname
+        # use a hyphen (an underscore is not valid in a DNS hostname).
+        container = bot.replace("_", "-")
+        info = json.loads(host.check_output(f"docker inspect {container}"))[0]
+        assert info["Config"]["Hostname"] == container
+        assert info["Config"]["Labels"]["com.docker.compose.project"] == bot
+        assert info["Config"]["Labels"]["com.docker.compose.service"] == bot
         assert info["HostConfig"]["Memory"] == 512 * 1024**2
         assert info["HostConfig"]["NanoCpus"] == 500_000_000
         assert info["State"]["Health"]["Status"] == "healthy"
@@ -94,7 +101,7 @@ def test_containers_have_limits_and_are_healthy(host):
 
 
 def test_a_new_commit_is_built_and_deployed(host):
-    before = running_image(host, "discord_bot")
+    before = running_image(host, "discord-bot")
     # v2 also brings a package-lock.json (no dependencies), so the default Dockerfile runs npm ci.
     lock = json.dumps({"name": "lab-bot", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
                        "packages": {"": {"name": "lab-bot", "version": "1.0.0"}}})
@@ -103,7 +110,7 @@ def test_a_new_commit_is_built_and_deployed(host):
     assert proc.returncode == 0, proc.stdout[-4000:]
     body = get_json(host, BOT)
     assert body["version"] == "v2" and body["database"] == "ok discord_bot discord_bot"
-    after = running_image(host, "discord_bot")
+    after = running_image(host, "discord-bot")
     assert after.startswith(f"homelab/discord_bot:{sha[:12]}-") and after != before
     assert "npm ci --omit=dev" in host.file("/opt/homelab/discord_bot/Dockerfile").content_string
     # The previous release is kept for a rollback: its compose file names the previous image.
@@ -111,13 +118,13 @@ def test_a_new_commit_is_built_and_deployed(host):
 
 
 def test_a_commit_whose_app_exits_is_rolled_back_to_the_previous_image(host):
-    good = running_image(host, "discord_bot")
+    good = running_image(host, "discord-bot")
     commit(host, "lab bot: exits at start", "sed -i '1a process.exit(3);' server.js")
     proc = run_converge("-e", json.dumps({"discord_bot_health_timeout": 30}))
     assert proc.returncode != 0, "a release whose app exits was accepted"
     assert "did not become healthy" in proc.stdout and "Rolled back" in proc.stdout, proc.stdout[-3000:]
     # The previous image serves again, and it is what the live compose file names.
-    assert running_image(host, "discord_bot") == good
+    assert running_image(host, "discord-bot") == good
     assert get_json(host, BOT)["version"] == "v2"
     assert good in host.file("/opt/homelab/discord_bot/compose.yml").content_string
     # The fix is a new commit, and it deploys (the check-mode test below then finds nothing to change).
@@ -125,7 +132,7 @@ def test_a_commit_whose_app_exits_is_rolled_back_to_the_previous_image(host):
     fixed = run_converge()
     assert fixed.returncode == 0, fixed.stdout[-4000:]
     assert get_json(host, BOT)["version"] == "v2"
-    assert running_image(host, "discord_bot").startswith(f"homelab/discord_bot:{fixed_sha[:12]}-")
+    assert running_image(host, "discord-bot").startswith(f"homelab/discord_bot:{fixed_sha[:12]}-")
     # Only the live and the previous release's images are kept.
     tags = host.check_output("docker image ls --format '{{.Tag}}' homelab/discord_bot").split()
     assert len(tags) == 2, tags

@@ -37,8 +37,9 @@ def test_postgres_is_healthy(host):
 
 def test_services_share_the_homelab_network(host):
     members = host.check_output("docker network inspect homelab -f '{{range .Containers}}{{.Name}} {{end}}'").split()
-    # The bots keep their role names as container names (node_app); the other services use hyphens.
-    assert {"caddy", "postgres", "n8n", "discord_bot", "stream_bot", "plex", "dashboard", "vnc-desktop"} <= set(members), members
+    # Container names are hostnames on this network, so they use hyphens (the bots' roles and compose
+    # projects are discord_bot and stream_bot; their containers discord-bot and stream-bot).
+    assert {"caddy", "postgres", "n8n", "discord-bot", "stream-bot", "plex", "dashboard", "vnc-desktop"} <= set(members), members
 
 
 # Every routed service answers at its domain through Caddy over HTTPS (internal CA).
