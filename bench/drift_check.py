@@ -18,12 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from homelab.catalog import Catalog
 from homelab.drift import DriftService
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.settings import Settings
-from homelab.store import DriftRun, Store
+from homelab.store import DriftRun
 from homelab.testing.lab import ansible, lab, lab_inventory
 
 from _common import machine
@@ -73,10 +71,8 @@ def main() -> int:
             },
             scheduler=False,
         )
-        store = Store(settings.db_url)
-        inv = Inventory(settings.inventory)
-        catalog = Catalog(settings.catalog, registry=inv.registry)
-        engine = JobEngine(settings, store, catalog, inv)
+        engine = JobEngine.for_settings(settings)
+        store, catalog, inv = engine.store, engine.catalog, engine.inventory
         engine.start()
         drift = DriftService(settings, store, catalog, inv, engine)
         one, many = [], []

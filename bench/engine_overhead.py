@@ -19,10 +19,7 @@ import time
 
 import ansible_runner
 
-from homelab.catalog import Catalog
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
-from homelab.store import Store
 
 from _common import HERE, bench_settings, machine
 
@@ -33,10 +30,7 @@ def main() -> int:
     ap.add_argument("--playbook", default="typical", choices=["typical", "events"])
     args = ap.parse_args()
     settings = bench_settings()
-    inventory = Inventory(settings.inventory)
-    engine = JobEngine(
-        settings, Store(settings.db_url), Catalog(settings.catalog, registry=inventory.registry), inventory
-    )
+    engine = JobEngine.for_settings(settings)
     engine.start()
     work = tempfile.mkdtemp(prefix="homelab-bench-files-")
     params = {"bench_dir": work} if args.playbook == "typical" else {"event_items": 200}

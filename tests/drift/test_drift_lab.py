@@ -13,12 +13,10 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import select
 
-from homelab.catalog import Catalog
 from homelab.drift import DriftService
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.settings import Settings
-from homelab.store import DriftRun, Job, Store
+from homelab.store import DriftRun, Job
 from homelab.testing.lab import ansible, in_host, lab, lab_inventory
 
 from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
@@ -54,12 +52,9 @@ def drift(converged: Path, tmp_path: Path) -> Iterator[DriftService]:
         schedules=tmp_path / "schedules.yml",
         scheduler=False,
     )
-    store = Store(settings.db_url)
-    inventory = Inventory(settings.inventory)
-    catalog = Catalog(settings.catalog, registry=inventory.registry)
-    engine = JobEngine(settings, store, catalog, inventory)
+    engine = JobEngine.for_settings(settings)
     engine.start()
-    yield DriftService(settings, store, catalog, inventory, engine)
+    yield DriftService(settings, engine.store, engine.catalog, engine.inventory, engine)
     engine.stop(timeout=120)
 
 

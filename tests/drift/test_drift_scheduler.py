@@ -13,9 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from homelab.catalog import Catalog
 from homelab.drift import DriftService
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.schedule.definitions import Schedules
 from homelab.schedule.runner import LEASE, Scheduler
@@ -129,10 +127,8 @@ def test_an_interval_schedule_fires_in_exactly_one_of_two_servers_and_fails_over
 
 
 def _scheduler(settings: Settings) -> tuple[Scheduler, JobEngine]:
-    store = Store(settings.db_url)
-    inventory = Inventory(settings.inventory)
-    catalog = Catalog(settings.catalog, registry=inventory.registry)
-    engine = JobEngine(settings, store, catalog, inventory)
+    engine = JobEngine.for_settings(settings)
+    store, catalog, inventory = engine.store, engine.catalog, engine.inventory
     engine.start()
     drift = DriftService(settings, store, catalog, inventory, engine)
     scheduler = Scheduler(

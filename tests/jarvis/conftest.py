@@ -8,12 +8,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from homelab.catalog import Catalog
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.notify import Notifier
 from homelab.settings import Settings
-from homelab.store import Store
 
 from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, Receiver, csrf_from, write_rules
 
@@ -56,10 +53,8 @@ def build(tmp_path: Path, box: Box, receiver: Receiver) -> Iterator[Any]:
                 "HOMELAB_SCHEDULER": "0",
             }
         )
-        store = Store(settings.db_url)
-        inventory = Inventory(settings.inventory)
-        catalog = Catalog(settings.catalog, registry=inventory.registry)
-        engine = JobEngine(settings, store, catalog, inventory)
+        engine = JobEngine.for_settings(settings)
+        store, catalog, inventory = engine.store, engine.catalog, engine.inventory
         engine.start()
         path = write_rules(tmp_path / f"rules{n}.yml", list(rules), safety, checks)
         notifier = Notifier(urls={"webhook": receiver.url + "/hook"})

@@ -14,12 +14,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from homelab.catalog import Catalog
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.notify import Notifier
 from homelab.settings import Settings
-from homelab.store import Store
 from homelab.testing.lab import container_state, host_ip, in_host, lab, start_lab_with_caddy
 
 from jarvis_helpers import Receiver, write_rules
@@ -67,10 +64,8 @@ def make(lab_inventory: Path, tmp_path: Path, receiver: Receiver) -> Iterator[An
             schedules=tmp_path / "schedules.yml",
             scheduler=False,
         )
-        store = Store(settings.db_url)
-        inventory = Inventory(settings.inventory)
-        catalog = Catalog(settings.catalog, registry=inventory.registry)
-        engine = JobEngine(settings, store, catalog, inventory)
+        engine = JobEngine.for_settings(settings)
+        store, catalog, inventory = engine.store, engine.catalog, engine.inventory
         engine.start()
         path = write_rules(tmp_path / f"rules{len(made)}.yml", rules, safety, checks)
         j = Jarvis(

@@ -8,11 +8,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from homelab.catalog import Catalog
-from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.settings import Settings
-from homelab.store import Store
 from homelab.testing.server import server_factory  # noqa: F401 (a fixture)
 
 from webui_helpers import ADMIN_PASSWORD, HERE, csrf_from, write_inventory
@@ -37,9 +34,7 @@ def make_engine() -> Iterator[Any]:
     engines: list[JobEngine] = []
 
     def make(settings: Settings, start: bool = True) -> JobEngine:
-        store = Store(settings.db_url)
-        inventory = Inventory(settings.inventory)
-        engine = JobEngine(settings, store, Catalog(settings.catalog, registry=inventory.registry), inventory)
+        engine = JobEngine.for_settings(settings)
         if start:
             engine.start()
         engines.append(engine)

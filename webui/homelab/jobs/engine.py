@@ -35,6 +35,7 @@ from ansible_runner import Runner
 from sqlalchemy import select, update
 
 from homelab.catalog import Catalog, JobSpec, ValidationError
+from homelab.inventory import Inventory
 from homelab.jobs.events import rows_of, write_rows
 from homelab.jobs.retention import prune_artifacts
 from homelab.jobs.runner import SECRET_VARS_FILE, build_runner, filter_env
@@ -99,6 +100,15 @@ class JobEngine:
         self._specs: dict[int, JobSpec] = {}  # validated specs of jobs queued by this process
 
     # ---------------------------------------------------------------- lifecycle
+
+    @classmethod
+    def for_settings(cls, settings: Settings, **kwargs: Any) -> JobEngine:
+        """An engine on the store, inventory and catalog its settings name (the app, the lab tests and
+        the benchmarks all start from this); they are its .store, .inventory and .catalog."""
+        store = Store(settings.db_url)
+        inventory = Inventory(settings.inventory)
+        return cls(settings, store, Catalog(settings.catalog, registry=inventory.registry), inventory, **kwargs)
+
     def start(self) -> None:
         """Recover from a previous process, prune old artifacts, start writing and dispatching."""
         self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)

@@ -80,10 +80,8 @@ def create_app(
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
-    store = Store(settings.db_url)
-    inventory = Inventory(settings.inventory)
-    catalog = Catalog(settings.catalog, registry=inventory.registry)
-    engine = JobEngine(settings, store, catalog, inventory, **(engine_kwargs or {}))
+    engine = JobEngine.for_settings(settings, **(engine_kwargs or {}))
+    store, inventory, catalog = engine.store, engine.inventory, engine.catalog
     schedules = Schedules(settings.schedules, catalog, inventory)
     notifier = Notifier.from_env(schedules.notify_config())
     drift = DriftService(settings, store, catalog, inventory, engine, notifier)
