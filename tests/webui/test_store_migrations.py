@@ -178,6 +178,7 @@ def test_opening_a_store_at_the_head_changes_nothing(tmp_path, monkeypatch):
 
 
 @pytest.mark.lab
+@test_webui_postgres.POSTGRES_GROUP
 def test_a_postgresql_store_from_before_migrations_is_upgraded_in_place(postgres_url):
     """On PostgreSQL: the tables as the previous release's create_all made them (the models' schema,
     equal to the baseline), one nullable column from before then, rows in them; Store() upgrades it."""

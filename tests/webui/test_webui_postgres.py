@@ -17,7 +17,10 @@ def _postgres_image() -> str:
     return os.environ["LAB_POSTGRES_IMAGE"]
 
 
-pytestmark = [pytest.mark.lab]
+# One PostgreSQL container of a fixed name: every test that uses it (test_store_migrations too) runs
+# on one xdist worker, one after the other.
+POSTGRES_GROUP = pytest.mark.xdist_group("postgres-container")
+pytestmark = [pytest.mark.lab, POSTGRES_GROUP]
 
 
 @pytest.fixture
