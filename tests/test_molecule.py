@@ -113,7 +113,7 @@ def _destroy(scenario: str, env: dict[str, str]) -> None:
     subprocess.run([str(ROOT / "lab" / "lab.sh"), "rm", f"molecule-{scenario}"], timeout=120, check=False)
 
 
-def test_sequence(scenario: str) -> list[str]:
+def steps_of(scenario: str) -> list[str]:
     """The scenario's steps: its own scenario.test_sequence, else the shared base config's."""
     for path in (ROOT / "molecule" / scenario / "molecule.yml", ROOT / ".config" / "molecule" / "config.yml"):
         sequence = (yaml.safe_load(path.read_text()) or {}).get("scenario", {}).get("test_sequence")
@@ -138,7 +138,7 @@ def run_molecule(scenario: str, log: Path, timeout: float = TIMEOUT) -> Molecule
     run = MoleculeRun()
     lines: list[str] = []
     deadline = time.monotonic() + timeout
-    sequence = test_sequence(scenario)
+    sequence = steps_of(scenario)
     with log.open("w") as out:
         for i, step in enumerate(sequence):
             is_last_destroy = step == "destroy" and i == len(sequence) - 1
