@@ -1,8 +1,8 @@
 """Every molecule scenario (create, converge, idempotence, verify, side effect, destroy) as a test.
 
 Each step is its own `molecule <step>` command, so each can run under its own execution strategy:
-the first converge under ansible's default one, the later steps under the opt-in Mitogen one
-(MITOGEN_STEPS below; lab/README.md says why and what it saves).
+the platform scenarios' first converge under ansible's default one, every other step under the
+opt-in Mitogen one (engine_for below; lab/README.md says why and what it saves).
 
 pytest-xdist runs them in parallel, each on its own lab host; the full molecule log of each goes
 to var/log/molecule-<scenario>.log (written as it runs) and its tail into the failure message.
@@ -46,11 +46,17 @@ SCENARIOS = [
     "base",
     "docker",
 ]
-# Steps that run under the opt-in Mitogen strategy (plugins/strategy): everything after the first
-# converge, which runs under ansible's default linear strategy as a user's first run does. The
-# idempotence run, the check-mode run and the verify steps' converges then prove both engines agree
-# on a converged host. MOLECULE_MITOGEN_STEPS=all (or =none, or a comma list) overrides it.
+# Steps that run under the opt-in Mitogen strategy (plugins/strategy): every step after the first
+# converge. The idempotence run, the check-mode run and the verify steps' converges then prove both
+# engines agree on a converged host.
 MITOGEN_STEPS = {"idempotence", "verify", "side_effect"}
+# Scenarios whose first converge runs under ansible's default linear strategy, as a user's first run
+# does: the platform (base, docker, postgres and caddy, the last two through compose_service, the
+# engine of every service role) and the host services. The service scenarios and site converge
+# under Mitogen from the start: their roles are compose_service plus templates, which the linear
+# scenarios above already run first, and site is the longest scenario (lab/README.md).
+LINEAR_FIRST_CONVERGE = {"base", "docker", "postgres", "caddy", "ddclient", "git_sync"}
+# MOLECULE_MITOGEN_STEPS=all (or =none, or a comma list of steps) overrides both, for every scenario.
 # Seconds one scenario may take before it is killed (and its lab host destroyed).
 TIMEOUT = float(os.environ.get("MOLECULE_TIMEOUT", "1800"))
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -122,11 +128,16 @@ def steps_of(scenario: str) -> list[str]:
     raise AssertionError(f"no scenario.test_sequence for {scenario}")
 
 
-def engine_for(step: str) -> str:
-    """The execution strategy a step runs under: MITOGEN_STEPS, else the first converge under ansible's
-    own linear strategy (what a user gets by default) and every later step under the opt-in Mitogen one."""
-    chosen = os.environ.get("MOLECULE_MITOGEN_STEPS", ",".join(sorted(MITOGEN_STEPS)))
-    steps = {s.strip() for s in chosen.split(",") if s.strip()}
+def engine_for(scenario: str, step: str) -> str:
+    """The execution strategy a step runs under: MOLECULE_MITOGEN_STEPS when set; else Mitogen for
+    MITOGEN_STEPS, and for create, prepare and the first converge too unless the scenario is in
+    LINEAR_FIRST_CONVERGE."""
+    chosen = os.environ.get("MOLECULE_MITOGEN_STEPS")
+    if chosen is None:
+        first = {"create", "prepare", "converge"}  # molecule create runs prepare too
+        steps = MITOGEN_STEPS | (first if scenario not in LINEAR_FIRST_CONVERGE else set())
+    else:
+        steps = {s.strip() for s in chosen.split(",") if s.strip()}
     return "mitogen_linear" if "all" in steps or step in steps else "linear"
 
 
@@ -144,7 +155,7 @@ def run_molecule(scenario: str, log: Path, timeout: float = TIMEOUT) -> Molecule
             is_last_destroy = step == "destroy" and i == len(sequence) - 1
             if run.returncode not in (None, 0) and not is_last_destroy:
                 continue  # a step failed: only the final destroy still runs
-            env = dict(base_env, ANSIBLE_STRATEGY=engine_for(step))
+            env = dict(base_env, ANSIBLE_STRATEGY=engine_for(scenario, step))
             header = f"### molecule {step} -s {scenario} (strategy {env['ANSIBLE_STRATEGY']})\n"
             out.write(header)
             lines.append(header)
