@@ -35,7 +35,7 @@ SEED_DOMAINS = {
     "host.evindrake.net",
     "home.evindrake.net",
 }
-INTERNAL_ROLES = {"compose_service", "node_app"}  # included by other roles, never deployed alone
+INTERNAL_ROLES = {"compose_service", "node_app", "preflight"}  # not services: included by other roles or a check
 
 
 def _copy_inventory(src: Path, dest: Path) -> Path:

@@ -35,8 +35,9 @@ def test_masking_hides_secret_keys_known_values_and_inline_assignments():
     assert mask_text("\x1b[32mDB_PASSWORD=s3cr3t\x1b[0m") == f"\x1b[32mDB_PASSWORD={MASK}\x1b[0m"
 
 
-# Roles that only other roles include (their tasks/main.yml refuses to run on its own).
-INTERNAL_ROLES = {"compose_service", "node_app"}
+# Roles that are not services: those only other roles include (their tasks/main.yml refuses to run on
+# its own), and preflight (a read-only check, the catalog's "preflight").
+INTERNAL_ROLES = {"compose_service", "node_app", "preflight"}
 
 
 def test_the_real_catalog_lists_site_each_role_and_check_variants():
