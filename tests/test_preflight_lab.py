@@ -32,7 +32,8 @@ docker run -d --name old-caddy -p 80:80 \
   --label com.docker.compose.project.working_dir=/home/evin/contain \
   --label com.docker.compose.service=caddy {image} >/dev/null
 mkdir -p /tmp/fake/DEBIAN
-printf 'Package: containerd.io\\nVersion: 1.7.0-0fake\\nArchitecture: all\\nMaintainer: t <root@localhost>\\nDescription: stands in for Docker containerd.io\\n' > /tmp/fake/DEBIAN/control
+printf '%s\\n' 'Package: containerd.io' 'Version: 1.7.0-0fake' 'Architecture: all' \\
+  'Maintainer: t <root@localhost>' 'Description: stands in for Docker containerd.io' > /tmp/fake/DEBIAN/control
 dpkg-deb --build /tmp/fake /tmp/containerd.io.deb >/dev/null
 dpkg -i /tmp/containerd.io.deb >/dev/null
 (setsid python3 -m http.server 5432 >/dev/null 2>&1 &)
@@ -80,9 +81,8 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
     lab("run", HOST)
     try:
         # This project's own Caddy (left by an earlier run that stopped halfway): it may hold 443.
-        in_host(
-            HOST, f"docker run -d --name caddy --label homelab.service=caddy -p 443:443 {os.environ['LAB_CADDY_IMAGE']}"
-        )
+        caddy = os.environ["LAB_CADDY_IMAGE"]
+        in_host(HOST, f"docker run -d --name caddy --label homelab.service=caddy -p 443:443 {caddy}")
 
         rc, out = _run(inventory, "preflight.yml")
         assert rc == 0, out[-4000:]
@@ -95,7 +95,7 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
         )
         assert "BLOCKER" not in flat and "0 blocker(s), 1 warning(s); ready to converge" in flat, out[-3000:]
 
-        in_host(HOST, OLD_STACK.format(image=os.environ["LAB_CADDY_IMAGE"]))
+        in_host(HOST, OLD_STACK.format(image=caddy))
         rc, out = _run(inventory, "preflight.yml")
         assert rc != 0 and _recap(out) == (0, 1), out[-4000:]
         flat = _flat(out)
