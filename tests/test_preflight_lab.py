@@ -3,13 +3,14 @@
 One host, three runs: the catalog's preflight passes with its report (Debian is a warning, not
 Ubuntu 25.10; this project's own Caddy on 443 is recognised by its homelab.service label); then an
 old hand-run stack is planted (a compose project's Caddy publishing port 80, Docker's containerd.io
-installed while roles/docker installs docker.io, a process on 5432): the preflight fails naming
-each with its way out, and site.yml stops at its preflight before any task of base, the host
+installed while roles/docker installs docker.io, a process on 5432; A records given as if looked
+up, since tests send no DNS query): the preflight fails naming each with its way out, and site.yml stops at its preflight before any task of base, the host
 unchanged and without the converged marker.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -41,9 +42,9 @@ for i in $(seq 50); do ss -Hltn 'sport = :5432' | grep -q . && break; sleep 0.1;
 """
 
 
-def _run(inventory: Path, playbook: str) -> tuple[int, str]:
+def _run(inventory: Path, playbook: str, *extra: str) -> tuple[int, str]:
     proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / playbook)],
+        ["ansible-playbook", "-i", str(inventory), str(ROOT / "playbooks" / playbook), *extra],
         cwd=ROOT,
         env=ansible_env(HOMELAB_VAR_DIR=str(ROOT / "var")),
         capture_output=True,
@@ -96,7 +97,11 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
         assert "BLOCKER" not in flat and "0 blocker(s), 1 warning(s); ready to converge" in flat, out[-3000:]
 
         in_host(HOST, OLD_STACK.format(image=caddy))
-        rc, out = _run(inventory, "preflight.yml")
+        # *.lab.test resolves nowhere and tests send no DNS query: the A records come as if looked up.
+        answers = {"a.example.org": [], "b.example.org": ["198.51.100.9"], "c.example.org": ["198.51.100.7"]}
+        dns = {"preflight_dns_enabled": True, "preflight_dns_domains": [], "__preflight_dns": answers}
+        dns["preflight_public_address"] = "198.51.100.7"
+        rc, out = _run(inventory, "preflight.yml", "-e", json.dumps(dns))
         assert rc != 0 and _recap(out) == (0, 1), out[-4000:]
         flat = _flat(out)
         for expected in (
@@ -108,10 +113,13 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
             "way out: remove them (apt-get remove containerd.io;",
             "BLOCKER port 5432/tcp is held by process python3",
             "WARNING compose project contain runs old-caddy, which this project does not manage",
-            "3 blocker(s), 2 warning(s); nothing was changed",
+            "WARNING dns: a.example.org has no A record -- way out: add an A record a.example.org -> 198.51.100.7",
+            "WARNING dns: b.example.org points at 198.51.100.9, not at this host (198.51.100.7)",
+            "3 blocker(s), 4 warning(s); nothing was changed",
         ):
             assert expected in flat, f"{expected!r} not in the report:\n{out[-4000:]}"
         assert "443/tcp" not in flat, "this project's own caddy was reported"
+        assert "c.example.org" not in flat, "a domain pointing at the host was reported"
 
         before = _host_state()
         rc, out = _run(inventory, "site.yml")
