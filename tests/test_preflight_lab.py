@@ -4,8 +4,8 @@ One host, three runs: the catalog's preflight passes with its report (Debian is 
 Ubuntu 25.10; this project's own Caddy on 443 is recognised by its homelab.service label); then an
 old hand-run stack is planted (a compose project's Caddy publishing port 80, Docker's containerd.io
 installed while roles/docker installs docker.io, a process on 5432; A records given as if looked
-up, since tests send no DNS query): the preflight fails naming each with its way out, and site.yml stops at its preflight before any task of base, the host
-unchanged and without the converged marker.
+up, since tests send no DNS query): the preflight fails naming each with its way out, and site.yml
+stops at its preflight before any task of base, the host unchanged and without the converged marker.
 """
 
 from __future__ import annotations
