@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import socket
-import ssl
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from homelab import probes
 from jarvis.config import Checks
 from jarvis.findings import Finding
 
@@ -34,13 +31,6 @@ class Target:
         return f"{self.kind}:{self.name}"
 
 
-def _split_hostport(raw: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = raw.rpartition(":")
-    if sep and port.isdigit() and host and not host.endswith(":"):
-        return host.strip("[]"), int(port)
-    return raw.strip("[]"), default_port
-
-
 def check_dns(domain: str, expected: tuple[str, ...], resolvers: tuple[str, ...], timeout: float) -> list[Finding]:
     import dns.exception
     import dns.resolver
@@ -49,7 +39,7 @@ def check_dns(domain: str, expected: tuple[str, ...], resolvers: tuple[str, ...]
     target = f"dns:{domain}"
     r = dns.resolver.Resolver(configure=not resolvers)
     if resolvers:
-        hosts = [_split_hostport(x, 53) for x in resolvers]
+        hosts = [probes.split_hostport(x, 53) for x in resolvers]
         r.nameservers = [h for h, _ in hosts]
         r.nameserver_ports = {h: p for h, p in hosts}
     r.timeout = r.lifetime = timeout
@@ -124,14 +114,6 @@ def check_dns(domain: str, expected: tuple[str, ...], resolvers: tuple[str, ...]
     return []
 
 
-def _not_after(der: bytes) -> dt.datetime:
-    from cryptography import x509
-
-    cert = x509.load_der_x509_certificate(der)
-    t = getattr(cert, "not_valid_after_utc", None)
-    return t.replace(tzinfo=None) if t is not None else cert.not_valid_after
-
-
 def check_tls(
     domain: str,
     connect: str,
@@ -141,84 +123,64 @@ def check_tls(
     critical_days: float,
     now: dt.datetime | None = None,
 ) -> list[Finding]:
+    """The TLS probe (homelab.probes, shared with the status cycle) as findings: no handshake,
+    expired, expiring within warn_days (critical within critical_days), does not verify."""
     scope = f"tls:{domain}"
     target = f"tls:{domain}"
-    host, port = _split_hostport(connect or domain, 443)
     params = {"domain": domain}
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    invalid = ""
-    der = b""
-    try:
-        ctx = ssl.create_default_context(cafile=ca_file or None)
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            with ctx.wrap_socket(sock, server_hostname=domain) as tls:
-                der = tls.getpeercert(binary_form=True) or b""
-    except ssl.SSLCertVerificationError as exc:
-        invalid = exc.verify_message or str(exc)
-    except (OSError, ssl.SSLError) as exc:
+    p = probes.probe_tls(domain, connect, timeout, ca_file, now)
+    if p.ms is None:
         return [
             Finding(
                 "tls.error",
                 "warning",
                 target,
-                f"no TLS handshake with {domain} at {host}:{port}: {type(exc).__name__}",
-                {"domain": domain, "connect": f"{host}:{port}", "error": str(exc)[:300]},
+                f"no TLS handshake with {domain} at {p.connect}: {p.error_type}",
+                {"domain": domain, "connect": p.connect, "error": p.error},
                 params=params,
                 scope=scope,
             )
         ]
-    if invalid:  # read the certificate anyway, to report its expiry too
-        try:
-            raw = ssl.create_default_context()
-            raw.check_hostname = False
-            raw.verify_mode = ssl.CERT_NONE
-            with socket.create_connection((host, port), timeout=timeout) as sock:
-                with raw.wrap_socket(sock, server_hostname=domain) as tls:
-                    der = tls.getpeercert(binary_form=True) or b""
-        except (OSError, ssl.SSLError):
-            der = b""
     out: list[Finding] = []
-    evidence: dict[str, Any] = {"domain": domain, "connect": f"{host}:{port}"}
-    if der:
-        try:
-            not_after = _not_after(der)
-            days = (not_after - now).total_seconds() / 86400
-            evidence.update(not_after=not_after.isoformat() + "Z", days_left=round(days, 2))
-            if days <= 0:
-                out.append(
-                    Finding(
-                        "tls.expired",
-                        "critical",
-                        target,
-                        f"the certificate of {domain} expired on {not_after:%Y-%m-%d}",
-                        evidence,
-                        params=params,
-                        scope=scope,
-                    )
+    evidence: dict[str, Any] = {"domain": domain, "connect": p.connect}
+    if p.error:
+        evidence["parse_error"] = p.error[:200]
+    if p.not_after is not None and p.days_left is not None:
+        days = p.days_left
+        evidence.update(not_after=p.not_after.isoformat() + "Z", days_left=days)
+        if days <= 0:
+            out.append(
+                Finding(
+                    "tls.expired",
+                    "critical",
+                    target,
+                    f"the certificate of {domain} expired on {p.not_after:%Y-%m-%d}",
+                    evidence,
+                    params=params,
+                    scope=scope,
                 )
-            elif days <= warn_days:
-                sev = "critical" if days <= critical_days else "warning"
-                out.append(
-                    Finding(
-                        "tls.expiring",
-                        sev,
-                        target,
-                        f"the certificate of {domain} expires in {days:.1f} days",
-                        evidence,
-                        params=params,
-                        scope=scope,
-                    )
+            )
+        elif days <= warn_days:
+            sev = "critical" if days <= critical_days else "warning"
+            out.append(
+                Finding(
+                    "tls.expiring",
+                    sev,
+                    target,
+                    f"the certificate of {domain} expires in {days:.1f} days",
+                    evidence,
+                    params=params,
+                    scope=scope,
                 )
-        except Exception as exc:
-            evidence["parse_error"] = str(exc)[:200]
-    if invalid and not any(f.code == "tls.expired" for f in out):
+            )
+    if p.invalid and not any(f.code == "tls.expired" for f in out):
         out.append(
             Finding(
                 "tls.invalid",
                 "critical",
                 target,
-                f"the certificate of {domain} does not verify: {invalid[:160]}",
-                {**evidence, "error": invalid[:300]},
+                f"the certificate of {domain} does not verify: {p.invalid[:160]}",
+                {**evidence, "error": p.invalid[:300]},
                 params=params,
                 scope=scope,
             )
@@ -226,44 +188,33 @@ def check_tls(
     return out
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is an answer: report its status, do not follow it elsewhere
-
-
 def check_http(name: str, url: str, expect: tuple[int, ...], timeout: float, ca_file: str) -> list[Finding]:
+    """The HTTP probe (homelab.probes, shared with the status cycle) as findings: no answer, or
+    an answer that is not one of the expected statuses."""
     scope = f"http:{name}"
     target = f"http:{name}"
-    ctx = ssl.create_default_context(cafile=ca_file or None)
-    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=ctx))
-    req = urllib.request.Request(url, method="GET", headers={"User-Agent": "homelab-jarvis"})
     params = {"service": name}
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            status = r.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except Exception as exc:  # refused, timeout, TLS, DNS: the service does not answer
-        reason = getattr(exc, "reason", exc)
+    p = probes.probe_http(url, timeout, ca_file)
+    if p.status is None:  # refused, timeout, TLS, DNS: the service does not answer
         return [
             Finding(
                 "http.down",
                 "critical",
                 target,
-                f"{name} does not answer at {url}: {type(reason).__name__}",
-                {"url": url, "error": str(reason)[:300]},
+                f"{name} does not answer at {url}: {p.error_type}",
+                {"url": url, "error": p.error},
                 params=params,
                 scope=scope,
             )
         ]
-    if status not in expect:
+    if p.status not in expect:
         return [
             Finding(
                 "http.bad_status",
                 "critical",
                 target,
-                f"{name} answers {status} at {url} (expected {', '.join(map(str, expect))})",
-                {"url": url, "status": status, "expected": list(expect)},
+                f"{name} answers {p.status} at {url} (expected {', '.join(map(str, expect))})",
+                {"url": url, "status": p.status, "expected": list(expect)},
                 params=params,
                 scope=scope,
             )
@@ -312,7 +263,7 @@ def targets(checks: Checks, services: list[ServiceTarget], ddclient_addresses: t
         for s in services
     )
     for h in http:
-        expect = tuple(int(x) for x in (h.get("expect") or [200, 204, 301, 302, 401, 403]))
+        expect = tuple(int(x) for x in (h.get("expect") or probes.FRONT_PAGE_OK))
         out.append(Target("http", str(h["name"]), {"url": str(h["url"]), "expect": expect}))
     return out
 
