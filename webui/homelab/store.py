@@ -10,7 +10,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Table, Text, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -264,6 +277,35 @@ class DriftEpisode(Base):
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     resolved_job: Mapped[int | None] = mapped_column(Integer, nullable=True)
     resolution: Mapped[str] = mapped_column(String(32), default="")  # clean, changed (another drift replaced it)
+
+
+class ServiceSample(Base):
+    """One observation of a service by the status cycle (homelab.status): an HTTP and a TLS probe
+    from the controller. Kept for the retention the settings say, then deleted."""
+
+    __tablename__ = "service_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    status: Mapped[str] = mapped_column(String(16))  # up, degraded, down
+    url: Mapped[str] = mapped_column(Text, default="")  # what was probed
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: no answer
+    response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tls_days_left: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")  # why not up, as the probe said it
+    __table_args__ = (Index("ix_service_samples_service_at", "service", "at"),)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "observed_at": iso_z(self.at),
+            "status": self.status,
+            "url": self.url,
+            "http_status": self.http_status,
+            "response_ms": self.response_ms,
+            "tls_days_left": self.tls_days_left,
+            "error": self.error,
+        }
 
 
 class SchedulerLease(Base):

@@ -3,7 +3,8 @@
 - an empty database is created by running the migrations from the first one;
 - a store made before migrations existed (its tables there, no alembic_version table) runs them from
   the first one too: 0001, the baseline (the schema of the release before migrations, commit d5ce24b),
-  creates only the tables and indexes it misses, 0002 adds the columns Store() once added at open;
+  creates only the tables and indexes it misses, 0002 adds the columns Store() once added at open,
+  0003 the service status samples (homelab.status);
 - a store already at the head is left alone (one SELECT of alembic_version).
 
 versions/ holds the revisions; env.py is what both this module and the alembic command line run.
