@@ -66,6 +66,11 @@ def _flat(out: str) -> str:
     return re.sub(r"\s+", " ", out).replace("''", "'")
 
 
+def _report(out: str) -> str:
+    """The report's lines (the assert's msg), for the test's output."""
+    return out[out.rfind("msg:") : out.find("PLAY RECAP")].strip()
+
+
 def _host_state() -> str:
     """What a converge would touch first: /etc, /opt, the package database, the running containers."""
     return in_host(
@@ -95,13 +100,14 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
             r"WARNING os: Debian 13\S* \(trixie\) is supported, but this project is written for Ubuntu 25.10", flat
         )
         assert "BLOCKER" not in flat and "0 blocker(s), 1 warning(s); ready to converge" in flat, out[-3000:]
+        print(_report(out))
 
         in_host(HOST, OLD_STACK.format(image=caddy))
         # *.lab.test resolves nowhere and tests send no DNS query: the A records come as if looked up.
         answers = {"a.example.org": [], "b.example.org": ["198.51.100.9"], "c.example.org": ["198.51.100.7"]}
         dns = {"preflight_dns_enabled": True, "preflight_dns_domains": [], "__preflight_dns": answers}
         dns["preflight_public_address"] = "198.51.100.7"
-        rc, out = _run(inventory, "preflight.yml", "-e", json.dumps(dns))
+        rc, out = _run(inventory, "preflight.yml", "--check", "-e", json.dumps(dns))  # as site_check runs it
         assert rc != 0 and _recap(out) == (0, 1), out[-4000:]
         flat = _flat(out)
         for expected in (
@@ -120,6 +126,7 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
             assert expected in flat, f"{expected!r} not in the report:\n{out[-4000:]}"
         assert "443/tcp" not in flat, "this project's own caddy was reported"
         assert "c.example.org" not in flat, "a domain pointing at the host was reported"
+        print(_report(out))
 
         before = _host_state()
         rc, out = _run(inventory, "site.yml")
