@@ -3,7 +3,7 @@
 One host, three runs: the catalog's preflight passes with its report (Debian is a warning, not
 Ubuntu 25.10; this project's own Caddy on 443 is recognised by its homelab.service label); then an
 old hand-run stack is planted (a compose project's Caddy publishing port 80, Docker's containerd.io
-installed while roles/docker installs docker.io, a process on 5432; A records given as if looked
+installed while roles/docker installs docker.io, a service on 5432; A records given as if looked
 up, since tests send no DNS query): the preflight fails naming each with its way out, and site.yml
 stops at its preflight before any task of base, the host unchanged and without the converged marker.
 """
@@ -37,7 +37,7 @@ printf '%s\\n' 'Package: containerd.io' 'Version: 1.7.0-0fake' 'Architecture: al
   'Maintainer: t <root@localhost>' 'Description: stands in for Docker containerd.io' > /tmp/fake/DEBIAN/control
 dpkg-deb --build /tmp/fake /tmp/containerd.io.deb >/dev/null
 dpkg -i /tmp/containerd.io.deb >/dev/null
-(setsid python3 -m http.server 5432 >/dev/null 2>&1 &)
+systemd-run --quiet --unit=old-postgres python3 -m http.server 5432
 for i in $(seq 50); do ss -Hltn 'sport = :5432' | grep -q . && break; sleep 0.1; done
 """
 
@@ -117,7 +117,8 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
             "BLOCKER docker packages: containerd.io (Docker's own packages) are installed, but roles/docker installs"
             " the distribution's docker.io",
             "way out: remove them (apt-get remove containerd.io;",
-            "BLOCKER port 5432/tcp is held by process python3",
+            "BLOCKER port 5432/tcp is held by process python3 (pid ",
+            ", unit old-postgres.service) -- way out: stop it: systemctl disable --now old-postgres.service",
             "WARNING compose project contain runs old-caddy, which this project does not manage",
             "WARNING dns: a.example.org has no A record -- way out: add an A record a.example.org -> 198.51.100.7",
             "WARNING dns: b.example.org points at 198.51.100.9, not at this host (198.51.100.7)",
