@@ -6,6 +6,7 @@ old hand-run stack is planted (a compose project's Caddy publishing port 80, Doc
 installed while roles/docker installs docker.io, a service on 5432; A records given as if looked
 up, since tests send no DNS query): the preflight fails naming each with its way out, and site.yml
 stops at its preflight before any task of base, the host unchanged and without the converged marker.
+-e preflight_enabled=false, or the marker, skips it in site.yml.
 """
 
 from __future__ import annotations
@@ -137,5 +138,13 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
         assert "TASK [base" not in out and "PLAY [Base system]" not in out, "site.yml went past its preflight"
         assert _host_state() == before, "the host changed although the preflight found blockers"
         assert in_host(HOST, "test -e /etc/homelab/converged && echo yes || echo no").strip() == "no"
+
+        # Skipped when asked, and on a host converged before (its marker): only the always-tagged
+        # plays run here (--tags of no role), so nothing converges and the blockers stop nothing.
+        for extra, host_setup in ((("-e", "preflight_enabled=false"), "true"), ((), "touch /etc/homelab/converged")):
+            in_host(HOST, f"mkdir -p /etc/homelab && {host_setup}")
+            rc, out = _run(inventory, "site.yml", "--tags", "preflight-skip-proof", *extra)
+            assert rc == 0 and _recap(out) == (0, 0), out[-4000:]
+            assert "TASK [preflight :" not in out and "BLOCKER" not in out, extra
     finally:
         lab("rm", HOST)
