@@ -89,6 +89,7 @@ CASES = [
     ("home_assistant", {"home_assistant_network_mode": "macvlan"}, "home_assistant_network_mode", "must be one of"),
     ("vnc_desktop", {"vnc_desktop_enabled": True}, "vnc_desktop_password", "vault"),
     ("twingate_connector", {"twingate_connector_enabled": True}, "twingate_connector_access_token", "vault"),
+    ("preflight", {"preflight_min_free_gb": "plenty"}, "preflight_min_free_gb", "int"),
 ]
 
 
