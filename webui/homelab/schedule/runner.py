@@ -88,10 +88,21 @@ class Scheduler:
         # action -> what fires it: "check" (the drift service), "run" (run_playbook_handler: a real
         # run of the catalog playbook, proactive maintenance), "jarvis" (a diagnosis cycle).
         self.handlers: dict[str, Handler] = {}
+        # Built-in schedules (every()): fired like the file's, but set by the server's settings, not
+        # the file; their ids hold a ':' that no schedule of the file may have.
+        self.builtin: dict[str, Schedule] = {}
 
     def register(self, action: str, handler: Handler) -> None:
         """Say what fires schedules of this action (the app factory does, for each part it composes)."""
         self.handlers[action] = handler
+
+    def every(self, action: str, seconds: int, handler: Handler) -> None:
+        """A built-in schedule: the action every `seconds`, on the lease holder only, first at once
+        when it is new (the status cycle: HOMELAB_STATUS_INTERVAL)."""
+        self.register(action, handler)
+        sid = f"builtin:{action}"
+        self.builtin[sid] = Schedule(id=sid, playbook="", interval=f"{seconds}s", action=action)
+        self._mtime = -1.0  # sync at the next tick
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -209,34 +220,42 @@ class Scheduler:
                 log.exception("scheduler shutdown failed")
 
     def _sync(self) -> None:
-        """Make the job store hold exactly the enabled schedules of the file."""
+        """Make the job store hold exactly the enabled schedules of the file and the built-in ones."""
         self._mtime = self.schedules.mtime()
+        aps = self._aps
         try:
             wanted = {s.id: s for s in self.schedules.load() if s.enabled}
             self.error = ""
         except ScheduleError as exc:
             self.error = str(exc)
             log.error("drift schedules not applied: %s", exc)
-            return  # keep what runs until the file is fixed
-        aps = self._aps
+            if aps is not None:  # keep what runs until the file is fixed; the built-in ones still run
+                self._add(aps, self.builtin)
+            return
         if aps is None:
             return
+        wanted.update(self.builtin)
         for job in aps.get_jobs():
             if job.id not in wanted:
                 aps.remove_job(job.id)
+        self._add(aps, wanted)
+
+    def _add(self, aps: Any, wanted: dict[str, Schedule]) -> None:
         for s in wanted.values():
             trigger = s.trigger()
             job = aps.get_job(s.id)
             if job is not None and str(job.trigger) == str(trigger) and list(job.args) == [s.id]:
                 continue  # unchanged: keep the persisted next run time (and a missed run)
             label = {"check": "drift check", "run": "run"}.get(s.action, s.action)
+            extra = {"next_run_time": dt.datetime.now(dt.timezone.utc)} if s.id in self.builtin and job is None else {}
             aps.add_job(
                 run_scheduled,
                 trigger=trigger,
                 args=[s.id],
                 id=s.id,
-                name=f"{label}: {s.playbook}",
+                name=f"{label}: {s.playbook or 'built in'}",
                 replace_existing=True,
+                **extra,
             )
 
     # ---------------------------------------------------------------- firing
@@ -251,7 +270,7 @@ class Scheduler:
     def fire(self, schedule_id: str) -> int | None:
         """Start the schedule's action and wait for its job to end; the job id, or None when refused."""
         try:
-            s: Schedule = self.schedules.get(schedule_id)
+            s: Schedule = self.builtin.get(schedule_id) or self.schedules.get(schedule_id)
         except (ValidationError, ScheduleError) as exc:
             log.error("schedule %s not run: %s", schedule_id, exc)
             return None
