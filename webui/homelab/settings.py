@@ -6,7 +6,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from homelab.durations import duration_seconds
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _seconds(env: dict[str, str], name: str, default: int) -> int:
+    """A number of seconds, or a duration ("2m", "1h"); 0 is allowed (off)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.isascii() and raw.isdigit():
+        return int(raw)
+    seconds = duration_seconds(raw)
+    if seconds is None:
+        raise SystemExit(f"{name}={raw!r} is neither a number of seconds nor a duration like 90s, 2m, 1h")
+    return seconds
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -38,6 +53,14 @@ class Settings:
     artifact_max_count: int = 200
     cookie_secure: str = "auto"  # "auto": Secure when the request came over HTTPS; "1" always; "0" never
     trust_proxy: bool = False
+    # The status cycle (homelab.status): an HTTP and a TLS probe of every enabled service with a domain.
+    status_interval: int = 60  # seconds between cycles (HOMELAB_STATUS_INTERVAL: "60", "2m"); 0 switches it off
+    status_retention_days: int = 7  # samples older than this are deleted at each cycle
+    status_timeout: float = 5.0  # seconds each probe may take
+    status_connect: str = (
+        ""  # "host[:port]" every probe connects to instead of the domain's DNS (the server's LAN address)
+    )
+    status_ca_file: str = ""  # an extra CA bundle the probes verify with (a lab's internal CA)
     # Names of environment variables a job may inherit from the server process (exact or prefix*).
     job_env_allow: tuple[str, ...] = field(
         default=(
@@ -94,6 +117,16 @@ class Settings:
             artifact_max_count=_int(env, "HOMELAB_ARTIFACT_MAX_COUNT", 200),
             cookie_secure=env.get("HOMELAB_COOKIE_SECURE", "auto"),
             trust_proxy=env.get("HOMELAB_TRUST_PROXY", "") in ("1", "true", "yes"),
+            status_interval=_status_interval(_seconds(env, "HOMELAB_STATUS_INTERVAL", 60)),
+            status_retention_days=max(1, _int(env, "HOMELAB_STATUS_RETENTION_DAYS", 7)),
+            status_timeout=max(0.5, float(_int(env, "HOMELAB_STATUS_TIMEOUT", 5))),
+            status_connect=env.get("HOMELAB_STATUS_CONNECT", "").strip(),
+            status_ca_file=env.get("HOMELAB_STATUS_CA_FILE", "").strip(),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _status_interval(seconds: int) -> int:
+    """0 (off) or at least 10 seconds: a cycle probes every service twice."""
+    return 0 if seconds <= 0 else max(10, seconds)

@@ -1,6 +1,6 @@
 """Flask application factory: the web UI and REST API over the one job engine. This is where the
-parts are composed: the core and the engine, the drift service, the scheduler (each action
-registered by the part that handles it) and, unless HOMELAB_JARVIS=0, Jarvis and its pages."""
+parts are composed: the core and the engine, the drift service, the status cycle, the scheduler
+(each action registered by the part that handles it) and, unless HOMELAB_JARVIS=0, Jarvis and its pages."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from homelab.notify import Notifier
 from homelab.schedule.definitions import Schedules
 from homelab.schedule.runner import Scheduler, run_playbook_handler
 from homelab.settings import Settings
+from homelab.status import StatusService
 from homelab.store import Store
-from homelab.web import api, auth, views
+from homelab.web import api, auth, services, views
 from homelab.web import drift as drift_views
 from homelab.web.context import Homelab, homelab  # noqa: F401 (re-exported)
 from homelab.web.inputs import IdConverter
@@ -97,9 +98,11 @@ def create_app(
     )
     scheduler.register("check", drift.check_schedule)
     scheduler.register("run", run_playbook_handler(engine))
+    status = StatusService(settings, store, lambda: inventory.registry.union().values())
+    status.register(scheduler)  # the "status" cycle, every HOMELAB_STATUS_INTERVAL seconds
     jarvis = _jarvis(settings, store, catalog, inventory, engine, notifier, scheduler)
     app.extensions["homelab"] = Homelab(
-        settings, store, catalog, inventory, engine, auth.LoginLimiter(), schedules, drift, scheduler, jarvis
+        settings, store, catalog, inventory, engine, auth.LoginLimiter(), schedules, drift, scheduler, jarvis, status
     )
 
     generated = auth.ensure_admin(store)
@@ -109,6 +112,7 @@ def create_app(
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(services.api_bp)
     app.register_blueprint(drift_views.bp)
     app.register_blueprint(drift_views.api_bp)
     from homelab.web import jarvis as jarvis_views

@@ -15,6 +15,7 @@ from homelab.jobs import JobEngine
 from homelab.schedule.definitions import Schedules
 from homelab.schedule.runner import Scheduler
 from homelab.settings import Settings
+from homelab.status import StatusService
 from homelab.store import Store
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Homelab:
     drift: DriftService
     scheduler: Scheduler
     jarvis: "Jarvis | None" = None  # unless HOMELAB_JARVIS=0
+    status: StatusService | None = None  # the services' status cycle and its samples
 
 
 def homelab() -> Homelab:
