@@ -284,6 +284,38 @@ def _drift(client: Client, args: argparse.Namespace) -> int:
     return 2
 
 
+def _status(client: Client, as_json: bool) -> int:
+    """`homelab status`: each service as last probed, problems first; 1 when one is down."""
+    from homelab.status import age_text
+
+    rows = client.json("GET", "/api/v1/services")
+    down = [r["name"] for r in rows if r["status"] == "down"]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 1 if down else 0
+    if not rows:
+        print("no service to show: no enabled service of the inventory has a domain to probe")
+        return 0
+    table = [
+        [
+            r["name"],
+            r["status"],
+            age_text(r["age_seconds"]) if r["observed_at"] else "never",
+            f"{r['response_ms']:.0f} ms" if r["response_ms"] is not None else "-",
+            f"{r['tls_days_left']:.0f}" if r["tls_days_left"] is not None else "-",
+            r["url"] or "-",
+        ]
+        for r in rows
+    ]
+    print(_table(table, ["SERVICE", "STATUS", "AGE", "RESPONSE", "TLS DAYS", "URL"]))
+    for r in rows:
+        if r["status"] in ("down", "degraded") and r["error"]:
+            print(f"{r['name']}: {r['error']}"[:300], file=sys.stderr)
+    if down:
+        print(f"down: {', '.join(down)}", file=sys.stderr)
+    return 1 if down else 0
+
+
 def _typed(client: Client, playbook: str, params: dict[str, str]) -> dict[str, Any]:
     """NAME=VALUE text as the API takes it: integers and booleans as JSON numbers and booleans, by the
     entry's schema. What does not convert is sent as typed, and the server says what is wrong with it."""
@@ -342,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     df.add_argument("--no-follow", action="store_true")
     dsub.add_parser("schedules", help="list the drift schedules and their next run")
     dsub.add_parser("history", help="drift episodes, newest first")
+    st = sub.add_parser("status", help="each service's status as last probed; exits 1 when one is down")
+    st.add_argument("--json", action="store_true")
     sv = sub.add_parser("services", help="the service registry of an inventory, resolved by Ansible (no server needed)")
     sv.add_argument("-i", "--inventory", type=Path, help="an inventory (default: HOMELAB_INVENTORY or inventory/lab)")
     sv.add_argument("--json", action="store_true")
@@ -408,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "drift":
         return _drift(client, args)
+    if args.cmd == "status":
+        return _status(client, args.json)
     if args.cmd == "run":
         params = {}
         for kv in args.param:

@@ -18,7 +18,9 @@ from homelab import __version__, catalog
 from homelab.catalog import SECRET_MIN_LENGTH, Entry, Parameter, ValidationError
 from homelab.states import SOURCES as JOB_SOURCES
 from homelab.states import STATES
+from homelab.status import STATUSES
 from homelab.web.inputs import MAX_ID
+from homelab.web.services import HISTORY_PATTERN
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 SOURCES = list(JOB_SOURCES)
@@ -183,7 +185,7 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
 
     r400, r401 = err("the request is malformed or the catalog refuses it"), err("no valid API token or session")
     r403 = err("a browser session sent no CSRF token (X-CSRF-Token); tokens need none")
-    r404, r409 = err("no such job, playbook or drift check"), err("the current state does not allow it")
+    r404, r409 = err("no such job, playbook, drift check or service"), err("the current state does not allow it")
     r413 = err("the body is larger than the server accepts")
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
     job = ok("the job", ref("Job"))
@@ -242,6 +244,42 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
     }
     array = lambda items: {"type": "array", "items": items}
     obj = {"type": "object"}
+    number = {"type": ["number", "null"]}
+    status_fields = {
+        "status": {"type": "string", "enum": list(STATUSES)},
+        "observed_at": {**nullable("string"), "description": "when it was probed (ISO 8601, UTC)"},
+        "response_ms": {**number, "description": "time to the HTTP answer; null: no answer"},
+        "http_status": nullable("integer"),
+        "tls_days_left": {**number, "description": "days until the certificate expires"},
+        "error": {"type": "string", "description": "why it is not up"},
+    }
+    service_status = {
+        "type": "object",
+        "required": [
+            "name",
+            "url",
+            "status",
+            "observed_at",
+            "age_seconds",
+            "response_ms",
+            "http_status",
+            "tls_days_left",
+            "error",
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "title": {"type": "string"},
+            "url": {"type": "string"},
+            "probe_url": {"type": "string"},
+            "age_seconds": {**nullable("integer"), "description": "how old the observation is; null: never probed"},
+            **status_fields,
+        },
+    }
+    sample = {
+        "type": "object",
+        "required": ["service", "observed_at", "status"],
+        "properties": {"service": {"type": "string"}, "url": {"type": "string"}, **status_fields},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -260,6 +298,8 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
                     "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
                 },
                 "StartJob": {"oneOf": [start_job_schema(e, groups) for e in catalog_entries]},
+                "ServiceStatus": service_status,
+                "ServiceSample": sample,
             },
         },
         "security": [{"bearer": []}],
@@ -359,6 +399,41 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
                     "Run again with the same parameters",
                     {"201": job, "400": r400, "403": r403, "404": r404, "409": r409},
                     parameters=jid,
+                )
+            },
+            "/api/v1/services": {
+                "get": op(
+                    "Each enabled service with a domain: its status (up, degraded, down, unknown) as last probed, "
+                    "problems first",
+                    {"200": ok("services", array(ref("ServiceStatus"))), "409": r409},
+                )
+            },
+            "/api/v1/services/{name}": {
+                "get": op(
+                    "One service's status; with ?history=24h also its samples of that span, oldest first",
+                    {
+                        "200": ok(
+                            "the service",
+                            {
+                                "allOf": [
+                                    ref("ServiceStatus"),
+                                    {"properties": {"history": array(ref("ServiceSample"))}},
+                                ]
+                            },
+                        ),
+                        "400": r400,
+                        "404": r404,
+                        "409": r409,
+                    },
+                    parameters=[
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "history",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": HISTORY_PATTERN},
+                            "description": "a span: a number and s, m, h or d (90m, 24h, 7d)",
+                        },
+                    ],
                 )
             },
             "/api/v1/drift": {

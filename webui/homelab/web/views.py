@@ -55,6 +55,7 @@ def dashboard() -> Any:
             )
         )
     services, registry_error = _services(finished)
+    status_rows, status_error = _status_rows()
     # the next drift check: only schedules whose action is a check (not Jarvis cycles or maintenance runs)
     try:
         checks = {s.id for s in h.schedules.load() if s.action == "check" and s.enabled} if h.schedules else set()
@@ -68,10 +69,27 @@ def dashboard() -> Any:
         recent=recent,
         services=services,
         registry_error=registry_error,
+        status_rows=status_rows,
+        status_error=status_error,
+        status_interval=h.settings.status_interval,
         drift_states=h.drift.states() if h.drift else [],
         drift_summary=h.drift.summary() if h.drift else {},
         drift_next=min(nexts) if nexts else None,
     )
+
+
+def _status_rows() -> tuple[list[dict[str, Any]], str]:
+    """The status tiles: each enabled service with a domain as last probed, problems first."""
+    from homelab.status import age_text
+
+    h = homelab()
+    if h.status is None:
+        return [], ""
+    try:
+        rows = h.status.current()
+    except Exception as exc:  # a broken registry is said once, by the Services panel
+        return [], str(exc)
+    return [{**r, "age": age_text(r["age_seconds"])} for r in rows], ""
 
 
 # Catalog playbooks that deploy one service (named by their `service` parameter) or every enabled one.
