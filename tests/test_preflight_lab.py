@@ -29,7 +29,7 @@ RECAP = re.compile(rf"^{HOST}\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=0\s+fai
 
 # The old stack, as the user runs it by hand: a compose project in his project tree.
 OLD_STACK = """
-docker run -d --name old-caddy -p 80:80 \
+docker run -d --name old-caddy -p 80:80 -p 8443:443 \
   --label com.docker.compose.project=contain \
   --label com.docker.compose.project.working_dir=/home/evin/contain \
   --label com.docker.compose.service=caddy {image} >/dev/null
@@ -111,6 +111,7 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
         rc, out = _run(inventory, "preflight.yml", "--check", "-e", json.dumps(dns))  # as site_check runs it
         assert rc != 0 and _recap(out) == (0, 1), out[-4000:]
         flat = _flat(out)
+        assert "ports: 80 old-caddy, 443 caddy (this project's), 5432 python3" in flat, out[-3000:]
         for expected in (
             "BLOCKER port 80/tcp is held by container old-caddy (image homelab-lab/caddy",
             "compose project contain), which this project does not manage -- way out: stop it before the first"
@@ -126,7 +127,7 @@ def test_preflight_reports_then_blocks_the_first_converge(tmp_path: Path) -> Non
             "3 blocker(s), 4 warning(s); nothing was changed",
         ):
             assert expected in flat, f"{expected!r} not in the report:\n{out[-4000:]}"
-        assert "443/tcp" not in flat, "this project's own caddy was reported"
+        assert "443/tcp" not in flat, "443 was reported: this project's caddy holds it, old-caddy only publishes 8443"
         assert "c.example.org" not in flat, "a domain pointing at the host was reported"
         print(_report(out))
 
