@@ -414,3 +414,45 @@ def test_a_broken_registry_leaves_the_catalog_loaded_and_its_service_choices_ref
         cat.prepare("restart_service", {"service": "n8n"}, "")
     assert exc.value.status == 409
     assert "site" in cat.entries  # the rest of the catalog still works
+
+
+def test_production_status_cycle_probes_every_enabled_service_with_a_domain(
+    production: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the status cycle (homelab.status) would probe on the user's homelab: the target list
+    only, with every socket refused, so no probe can leave this machine."""
+    import socket
+
+    from homelab.settings import Settings
+    from homelab.status import StatusService, status_targets
+    from homelab.store import Store
+    from jarvis import netchecks
+    from jarvis.config import DEFAULT_RULES, load_rules
+
+    services = Registry(production).union()
+    enabled = {n: s for n, s in services.items() if s.enabled and s.domains}
+
+    def no_network(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("the target list needs no network")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    targets = StatusService(Settings(), Store(f"sqlite:///{tmp_path / 's.db'}"), lambda: services.values()).targets()
+    assert targets == status_targets(services.values())
+    probed = {"dashboard", "discord_bot", "home_assistant", "n8n", "plex", "static_site", "stream_bot", "vnc_desktop"}
+    assert {t.name for t in targets} == set(enabled) == probed
+    assert {t.domain for t in targets} | {"www.scarletredjoker.com"} == SEED_DOMAINS
+    for t in targets:  # its health path through its route, its expected statuses, its first domain's TLS
+        s = enabled[t.name]
+        assert t.probe_url == f"https://{s.domains[0]}{s.health.get('path', '/')}", t.name
+        assert t.expect == tuple(s.health["status"]) and t.url == f"https://{s.domains[0]}/", t.name
+    # the same URLs Jarvis's HTTP checks use: one list, one probe code
+    checks = load_rules(DEFAULT_RULES, env={}).checks
+    jarvis = netchecks.targets(checks, netchecks.service_targets(services.values()))
+    jarvis_http = {t.name: t.spec["url"] for t in jarvis if t.kind == "http"}
+    assert jarvis_http == {t.name: t.probe_url for t in targets}
+    monkeypatch.undo()
+
+    html = _dashboard(production, tmp_path, monkeypatch)
+    tiles = re.findall(r'data-status-service="([a-z0-9_]+)" data-status="([a-z]+)"', html)
+    assert tiles == [(t.name, "unknown") for t in targets], "before any probe, each tile says unknown"
