@@ -1,6 +1,6 @@
 """The correctness test on a real lab host converged with site.yml: a drift check reports clean
-(no phantom changes), then several mutations behind ansible's back are each named by the next
-check, and after "fix drift" (the real converge, limited to the host and the drifted roles' tags)
+(no phantom changes), then several mutations behind ansible's back (a container changed by hand
+outside compose among them) are each named by the next check, and after "fix drift" (the real converge, limited to the host and the drifted roles' tags)
 the automatic re-check is clean again."""
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def converged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     lab("rm", HOST)
     lab("run", HOST)
     try:
-        ansible(inventory, "lab/prepare.yml")
-        ansible(inventory, "playbooks/site.yml")
+        # The set-up under Mitogen (the checks and the fix below run as the engine runs them: linear).
+        ansible(inventory, "lab/prepare.yml", strategy="mitogen_linear")
+        ansible(inventory, "playbooks/site.yml", strategy="mitogen_linear")
         yield inventory
     finally:
         lab("rm", HOST)
@@ -88,6 +89,8 @@ def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_make
                 # a managed config file edited
                 "echo 'MaxSessions 99' >> /etc/ssh/sshd_config.d/00-homelab-hardening.conf",
                 "docker stop caddy >/dev/null",  # a service container stopped
+                # a container changed by hand outside compose (its labels and config hash stay)
+                "docker update --restart=no postgres >/dev/null",
                 "sysctl -qw net.ipv4.tcp_syncookies=0",  # a managed kernel parameter changed
                 "rm /home/labadmin/.ssh/authorized_keys",  # the admin's key removed
             ]
@@ -101,6 +104,7 @@ def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_make
         "caddy : Run the compose project": None,
         "base : Set the kernel parameters (file and running kernel)": "# item changed: net.ipv4.tcp_syncookies=1",
         "base : Install the admin's SSH keys": None,
+        "postgres : Compare the running container with the compose file": "+postgres: restart: unless-stopped",
     }
     for task, diff_line in expected.items():
         assert task in found, f"{task!r} not named; drifted tasks: {sorted(found)}"
@@ -111,7 +115,7 @@ def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_make
     assert "caddy" in in_host(HOST, "docker ps -a --filter name=caddy --format '{{.Names}} {{.State}}'")
 
     fix = drift.fix("site", [HOST], "test", "api")
-    assert fix.hosts == [HOST] and fix.tags == ["base", "caddy"] and not fix.check
+    assert fix.hosts == [HOST] and fix.tags == ["base", "caddy", "postgres"] and not fix.check
     fixed = drift.engine.wait(fix.id, 600)
     assert fixed.status == "successful", fixed.reason
 
@@ -130,5 +134,6 @@ def test_a_converged_lab_host_is_clean_each_mutation_is_named_and_fix_drift_make
     assert state.state == "clean", f"still drifted after the fix: {sorted(names(state))} {state.reason}"
     assert "running" in in_host(HOST, "docker inspect -f '{{.State.Status}}' caddy")
     assert in_host(HOST, "sysctl -n net.ipv4.tcp_syncookies").strip() == "1"
+    assert in_host(HOST, "docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' postgres").strip() == "unless-stopped"
     [episode] = drift.history(HOST)
-    assert episode.resolved_at and episode.resolution == "clean" and episode.roles == ["base", "caddy"]
+    assert episode.resolved_at and episode.resolution == "clean" and episode.roles == ["base", "caddy", "postgres"]

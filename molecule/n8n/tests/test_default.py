@@ -55,3 +55,43 @@ def test_a_release_that_fails_its_health_check_is_rolled_back(host):
 
 def test_check_mode_reports_no_changes_on_a_converged_host():
     assert_check_mode_clean()
+
+
+def test_a_container_changed_by_hand_is_drift_and_a_converge_puts_it_back(host):
+    # Outside compose: the labels and config hash stay, so `docker compose up` alone would keep it.
+    host.check_output("docker update --restart=no --cpus 0.5 n8n")
+    check = run_converge("--check", "--diff")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert recap(check.stdout)["molecule-n8n"]["changed"] >= 1, check.stdout[-3000:]
+    out = check.stdout
+    assert "Compare the running containers with the compose file (n8n)" in out
+    assert "n8n: restart: no" in out and "n8n: restart: unless-stopped" in out, out[-3000:]
+    assert "n8n: cpus: 0.5" in out and "n8n: cpus: 1" in out, out[-3000:]
+    # Environment differences name the variable, never its value.
+    secrets = dict(
+        line.split("=", 1) for line in host.check_output("cat /opt/homelab/n8n/secrets.env").splitlines() if "=" in line
+    )
+    hidden = [v.strip("'") for k, v in secrets.items() if any(w in k for w in ("PASSWORD", "KEY", "SECRET"))]
+    assert hidden and not any(v in out for v in hidden)
+    # The dry run changed nothing on the host.
+    assert host.check_output("docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' n8n") == "no"
+
+    fixed = run_converge()
+    assert fixed.returncode == 0, fixed.stdout[-3000:]
+    assert recap(fixed.stdout)["molecule-n8n"]["changed"] >= 1
+    policy, cpus = host.check_output(
+        "docker inspect -f '{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.NanoCpus}}' n8n"
+    ).split()
+    assert (policy, cpus) == ("unless-stopped", str(10**9))
+    assert get_json(host, URL)["database"] == "ok n8n n8n"
+    # A container of the same name started by hand (no compose labels) is replaced as well.
+    image = host.check_output("docker inspect -f '{{.Config.Image}}' n8n")
+    host.check_output(f"docker rm -f n8n && docker run -d --name n8n --network homelab {image}")
+    replaced = run_converge("--diff")
+    assert replaced.returncode == 0, replaced.stdout[-3000:]
+    assert "created by: hand" in replaced.stdout, replaced.stdout[-3000:]
+    labels = json.loads(host.check_output("docker inspect -f '{{json .Config.Labels}}' n8n"))
+    assert labels.get("com.docker.compose.project") == "n8n"
+    assert get_json(host, URL)["database"] == "ok n8n n8n"
+    again = run_converge()
+    assert all(c["changed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]
