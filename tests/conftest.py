@@ -14,20 +14,25 @@ import pytest
 from labenv import ROOT
 
 # Seconds a test (or an xdist group) took, for a machine with no duration report yet (a fresh
-# clone): measured on 2 cores with 3 workers. A previous report's figures take precedence.
+# clone): measured on 2 cores with 3 workers (2026-12-02). A previous report's figures take precedence.
 EXPECTED_SECONDS = {
-    "tests/test_molecule.py::test_molecule_scenario[site]": 900,
-    "tests/test_molecule.py::test_molecule_scenario[bots]": 400,
-    "tests/test_molecule.py::test_molecule_scenario[backup]": 330,
+    "tests/test_molecule.py::test_molecule_scenario[site]": 550,
+    "tests/test_molecule.py::test_molecule_scenario[bots]": 390,
+    "tests/test_molecule.py::test_molecule_scenario[backup]": 340,
     "tests/test_molecule.py::test_molecule_scenario[n8n]": 300,
-    "tests/test_molecule.py::test_molecule_scenario[media]": 300,
-    "tests/test_molecule.py::test_molecule_scenario[static_site]": 300,
-    "tests/test_molecule.py::test_molecule_scenario[dashboard]": 250,
-    "tests/test_molecule.py::test_molecule_scenario[vnc_desktop]": 250,
-    "tests/test_molecule.py::test_molecule_scenario[base]": 250,
-    "tests/test_molecule.py::test_molecule_scenario[docker]": 250,
-    "drift-lab": 600,
-    "jarvis-lab": 400,
+    "tests/test_molecule.py::test_molecule_scenario[media]": 230,
+    "tests/test_molecule.py::test_molecule_scenario[dashboard]": 220,
+    "tests/test_molecule.py::test_molecule_scenario[static_site]": 210,
+    "tests/test_molecule.py::test_molecule_scenario[base]": 200,
+    "tests/test_molecule.py::test_molecule_scenario[postgres]": 135,
+    "tests/test_molecule.py::test_molecule_scenario[ddclient]": 130,
+    "tests/test_molecule.py::test_molecule_scenario[vnc_desktop]": 130,
+    "tests/test_molecule.py::test_molecule_scenario[git_sync]": 120,
+    "tests/test_molecule.py::test_molecule_scenario[caddy]": 115,
+    "tests/test_molecule.py::test_molecule_scenario[docker]": 95,
+    "tests/test_lint.py::test_ansible_lint_production_profile_passes": 140,
+    "drift-lab": 450,
+    "jarvis-lab": 130,
 }
 
 
