@@ -352,3 +352,45 @@ def test_the_status_targets_are_the_registry_s_enabled_services_with_a_domain() 
     assert (web.probe_url, web.url, web.expect) == ("https://web.example.org/hz", "https://web.example.org/", (200,))
     assert (front.probe_url, front.domain) == ("https://a.example.org/", "a.example.org")
     assert 302 in front.expect and 401 in front.expect, "a front page may redirect to its login"
+
+
+@pytest.mark.browser
+def test_the_status_tiles_read_on_a_phone_and_say_the_state_in_words(lab: dict[str, Any], server_factory: Any) -> None:
+    """At 390 px: no sideways scrolling, the tiles one above the other, problems first, each state
+    in text (the colour and the symbol only repeat it); a screenshot for a person to look at."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from webui_helpers import ADMIN_PASSWORD
+
+    settings: Settings = lab["settings"]
+    server = server_factory(settings, extra_env={**lab["env"], "HOMELAB_JARVIS": "0"}).start()
+    token = create_token(Store(settings.db_url), "admin", "status-test")
+    wait_until(
+        lambda: all(r["observed_at"] for r in _api(f"{server.url}/api/v1/services", token)[1]), 60, "a status cycle"
+    )
+    chromium = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+    shots = ROOT / "var" / "reports"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = b.new_page(viewport={"width": 390, "height": 844})
+            page.goto(server.url + "/login")
+            page.fill("#password", ADMIN_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#status-panel .tile")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "sideways scroll"
+            tiles = page.locator("#status-panel .tile")
+            texts = [tiles.nth(i).inner_text() for i in range(tiles.count())]
+            assert [t.split("\n")[0] for t in texts] == ["Homelab dashboard", "Plex", "n8n"]
+            assert "degraded" in texts[0] and "days left" in texts[0] and "ago" in texts[0]
+            assert "degraded" in texts[1] and "HTTP 502" in texts[1] and "up" in texts[2]
+            boxes = [tiles.nth(i).bounding_box() for i in range(tiles.count())]
+            assert all(b and b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in boxes)
+            page.screenshot(path=str(shots / "status-tiles-390.png"), full_page=False)
+            page.set_viewport_size({"width": 1280, "height": 900})
+            page.screenshot(path=str(shots / "status-tiles-1280.png"), full_page=False)
+        finally:
+            b.close()
