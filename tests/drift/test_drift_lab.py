@@ -1,7 +1,7 @@
 """The correctness test on a real lab host converged with site.yml: a drift check reports clean
 (no phantom changes), then several mutations behind ansible's back (a container changed by hand
-outside compose among them) are each named by the next check, and after "fix drift" (the real converge, limited to the host and the drifted roles' tags)
-the automatic re-check is clean again."""
+outside compose among them) are each named by the next check, and after "fix drift" (the real
+converge, limited to the host and the drifted roles' tags) the automatic re-check is clean again."""
 
 from __future__ import annotations
 
