@@ -187,7 +187,7 @@ class StatusService:
                     latest[row.service] = row
         now = self.clock()
         rows = [self._row(t, latest.get(t.name), now) for t in targets]
-        return sorted(rows, key=lambda r: (PROBLEMS_FIRST[r["status"]], r["name"]))
+        return sorted(rows, key=lambda r: (PROBLEMS_FIRST.get(r["status"], 2), r["name"]))
 
     def one(self, name: str) -> dict[str, Any] | None:
         """A target's current status, None when the name is not a probed service."""
