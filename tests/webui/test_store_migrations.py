@@ -217,3 +217,23 @@ def test_a_postgresql_store_from_before_migrations_is_upgraded_in_place(postgres
     again = Store(postgres_url)  # at the head: nothing to do
     with again.session() as s:
         assert s.get(Job, 3).tags == ["x"]  # type: ignore[union-attr]
+
+
+def test_a_store_with_samples_that_lost_its_version_is_upgraded_again_keeping_them(tmp_path):
+    """0003 creates only what is missing, like the baseline: a store at the head whose alembic_version
+    is gone runs every revision again and keeps the status cycle's samples."""
+    from homelab.store import ServiceSample
+
+    url = f"sqlite:///{tmp_path / 'homelab.db'}"
+    store = Store(url)
+    with store.session.begin() as s:
+        s.add(ServiceSample(service="n8n", status="up", http_status=200, response_ms=12.5, tls_days_left=60.0))
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    store.engine.dispose()
+
+    again = Store(url)
+    assert _revision(again) == migrations.head() and _diffs(again) == []
+    with again.session() as s:
+        [row] = s.scalars(select(ServiceSample)).all()
+        assert (row.service, row.status, row.http_status, row.response_ms) == ("n8n", "up", 200, 12.5)

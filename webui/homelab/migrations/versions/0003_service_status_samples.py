@@ -1,7 +1,9 @@
 """Service status samples: what the status cycle (homelab.status) observed of each service, an
 HTTP and a TLS probe from the controller every minute, kept for the retention the settings say.
 
-A new table only: every store at 0002 gets it empty, nothing else changes.
+A new table only: every store at 0002 gets it empty, nothing else changes. Like the baseline, it
+creates only what is missing, so a store that already has the table (one that lost its
+alembic_version row and is upgraded again from 0001) is left as it is, its samples kept.
 
 Revision ID: 0003
 Revises: 0002
@@ -33,9 +35,12 @@ def upgrade() -> None:
         sa.Column("tls_days_left", sa.Float(), nullable=True),
         sa.Column("error", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        if_not_exists=True,
     )
-    op.create_index(op.f("ix_service_samples_at"), "service_samples", ["at"], unique=False)
-    op.create_index("ix_service_samples_service_at", "service_samples", ["service", "at"], unique=False)
+    op.create_index(op.f("ix_service_samples_at"), "service_samples", ["at"], unique=False, if_not_exists=True)
+    op.create_index(
+        "ix_service_samples_service_at", "service_samples", ["service", "at"], unique=False, if_not_exists=True
+    )
 
 
 def downgrade() -> None:
