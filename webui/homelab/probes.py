@@ -153,4 +153,4 @@ def probe_tls(domain: str, connect: str, timeout: float, ca_file: str = "", now:
     except Exception as exc:
         return TlsProbe(domain, where, ms, invalid=invalid, error=f"unreadable certificate: {exc}"[:300])
     days = (not_after - now).total_seconds() / 86400
-    return TlsProbe(domain, where, ms, not_after, round(days, 2), invalid)
+    return TlsProbe(domain, where, ms, not_after, days, invalid)  # unrounded: thresholds compare it

@@ -87,6 +87,6 @@ def start_lab_with_caddy(host: str, inventory_dir: Path) -> Path:
     inventory = lab_inventory(inventory_dir, [host])
     lab("rm", host)
     lab("run", host)
-    ansible(inventory, "lab/prepare.yml", strategy="mitogen_linear")
-    ansible(inventory, "playbooks/deploy-caddy.yml", strategy="mitogen_linear")
+    ansible(inventory, "lab/prepare.yml")
+    ansible(inventory, "playbooks/deploy-caddy.yml")
     return inventory
