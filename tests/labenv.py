@@ -3,8 +3,11 @@ ansible-playbook run from a test. (Not in conftest.py: several conftest.py files
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +24,26 @@ def ansible_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def resolve(inventory: Path, expr: str, root: Path = ROOT) -> Any:
+    """What Ansible makes of an expression for the inventory's homelab host (a real ansible run,
+    with root's ansible.cfg)."""
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible"), "homelab", "-i", str(inventory), "-c", "local"]
+        + ["-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expr} | to_json }}}}"],
+        cwd=root,
+        env=ansible_env(
+            ANSIBLE_CONFIG=str(root / "ansible.cfg"),
+            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+            ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",
+            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [host] = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"].values()
+    return json.loads(host["msg"])

@@ -9,9 +9,7 @@ role installs the distribution's docker.io, so Docker's docker-ce and containerd
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import yaml
 
 from homelab.registry import Registry
 
-from labenv import ROOT, ansible_env
+from labenv import ROOT, resolve
 
 ZONES = ("rig-city.com", "evindrake.net", "scarletredjoker.com")
 EXPRESSIONS = (
@@ -46,24 +44,7 @@ EXPRESSIONS = (
 
 def _resolve(inventory: Path) -> dict[str, Any]:
     """Each of EXPRESSIONS as Ansible resolves it for the inventory's homelab host."""
-    msg = "{{ {" + ", ".join(f"'{e}': {e}" for e in EXPRESSIONS) + "} | to_json }}"
-    proc = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ansible"), "homelab", "-i", str(inventory), "-c", "local"]
-        + ["-m", "ansible.builtin.debug", "-a", f"msg={msg}"],
-        cwd=ROOT,
-        env=ansible_env(
-            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-            ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",
-            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [host] = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"].values()
-    return json.loads(host["msg"])
+    return resolve(inventory, "{" + ", ".join(f"'{e}': {e}" for e in EXPRESSIONS) + "}")
 
 
 @pytest.fixture(scope="module")

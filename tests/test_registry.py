@@ -22,7 +22,7 @@ import yaml
 from homelab.catalog import Catalog
 from homelab.registry import Registry, RegistryError, check_entries, data_dirs
 
-from labenv import ROOT, ansible_env
+from labenv import ROOT, ansible_env, resolve
 
 SEED_DOMAINS = {
     "bot.rig-city.com",
@@ -49,39 +49,6 @@ def _copy_inventory(src: Path, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _copy_inventory(ROOT / "inventory" / "production", tmp_path_factory.mktemp("prod") / "production")
-
-
-def _resolve(inventory: Path, expr: str, root: Path = ROOT) -> Any:
-    """What Ansible makes of an expression for the inventory's homelab host (a real ansible run)."""
-    proc = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "ansible"),
-            "homelab",
-            "-i",
-            str(inventory),
-            "-c",
-            "local",
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            f"msg={{{{ {expr} | to_json }}}}",
-        ],
-        cwd=root,
-        env=ansible_env(
-            ANSIBLE_CONFIG=str(root / "ansible.cfg"),
-            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-            ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.json",
-            ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads(proc.stdout)
-    [host] = data["plays"][0]["tasks"][0]["hosts"].values()
-    return json.loads(host["msg"])
 
 
 def _dashboard(inventory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -140,7 +107,7 @@ def test_production_is_the_users_homelab_and_jarvis_checks_every_domain(producti
 def test_backups_cover_every_enabled_service_s_data_and_databases(inventory: str, production: Path) -> None:
     path = production if inventory == "production" else ROOT / "inventory" / "lab"
     services = Registry(path).union()
-    got = _resolve(
+    got = resolve(
         path,
         "{'dirs': backup_data_dirs, 'excludes': backup_data_excludes, "
         "'databases': backup_postgres_databases, 'exclude_db': backup_postgres_exclude}",
@@ -270,10 +237,10 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
     services = reg.union()
     assert services["hello_web"].enabled and services["hello_web"].domains == ("hello.lab.test",)
     # the ops playbooks' allow-list and the backups (Ansible, through the copy's vars plugin)
-    assert _resolve(inventory, "homelab_registry | list", root=root) == sorted(services)
-    assert _resolve(inventory, "backup_data_dirs", root=root)["hello_web"] == "/opt/homelab/hello_web/data"
+    assert resolve(inventory, "homelab_registry | list", root=root) == sorted(services)
+    assert resolve(inventory, "backup_data_dirs", root=root)["hello_web"] == "/opt/homelab/hello_web/data"
     # Caddy's route: what the role's route is built from (roles/<service>/vars: domains | first, upstream)
-    assert _resolve(inventory, "[hello_web_registry.domains | first, hello_web_registry.upstream]", root=root) == [
+    assert resolve(inventory, "[hello_web_registry.domains | first, hello_web_registry.upstream]", root=root) == [
         "hello.lab.test",
         "hello_web:8080",
     ]
