@@ -25,8 +25,9 @@ postgres_url = test_webui_postgres.postgres_url  # the fixture: a PostgreSQL ser
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store-d5ce24b.sql"  # make_previous_store.py wrote it
 # The columns Store() used to add to older stores (_add_missing_columns): migration 0002 adds them now.
 ADDED_AT_OPEN = {"jobs": ["tags", "artifact_data"], "task_results": ["role"], "api_tokens": ["kind"]}
-# The tables the revisions after the baseline create (0003: the status cycle's samples).
-NEW_SINCE_BASELINE = {"service_samples"}
+# The tables the revisions after the baseline create (0003: the status cycle's samples; 0004: the
+# facts cycle's host and container samples).
+NEW_SINCE_BASELINE = {"service_samples", "host_samples", "container_samples"}
 
 
 def _load(db: Path) -> None:
@@ -220,14 +221,16 @@ def test_a_postgresql_store_from_before_migrations_is_upgraded_in_place(postgres
 
 
 def test_a_store_with_samples_that_lost_its_version_is_upgraded_again_keeping_them(tmp_path):
-    """0003 creates only what is missing, like the baseline: a store at the head whose alembic_version
-    is gone runs every revision again and keeps the status cycle's samples."""
-    from homelab.store import ServiceSample
+    """0003 and 0004 create only what is missing, like the baseline: a store at the head whose
+    alembic_version is gone runs every revision again and keeps the status and facts cycles' samples."""
+    from homelab.store import ContainerSample, HostSample, ServiceSample
 
     url = f"sqlite:///{tmp_path / 'homelab.db'}"
     store = Store(url)
     with store.session.begin() as s:
         s.add(ServiceSample(service="n8n", status="up", http_status=200, response_ms=12.5, tls_days_left=60.0))
+        s.add(HostSample(host="alpha", cpu_percent=7.5, mem_total=16 * 2**30, disk_free=5 * 2**40))
+        s.add(ContainerSample(host="alpha", service="n8n", name="n8n", state="running", image="n8nio/n8n:1"))
     with store.engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE alembic_version")
     store.engine.dispose()
@@ -237,3 +240,7 @@ def test_a_store_with_samples_that_lost_its_version_is_upgraded_again_keeping_th
     with again.session() as s:
         [row] = s.scalars(select(ServiceSample)).all()
         assert (row.service, row.status, row.http_status, row.response_ms) == ("n8n", "up", 200, 12.5)
+        [host] = s.scalars(select(HostSample)).all()
+        assert (host.host, host.cpu_percent, host.mem_total, host.disk_free) == ("alpha", 7.5, 16 * 2**30, 5 * 2**40)
+        [box] = s.scalars(select(ContainerSample)).all()
+        assert (box.service, box.state, box.image, box.restart_count) == ("n8n", "running", "n8nio/n8n:1", 0)

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -306,6 +307,55 @@ class ServiceSample(Base):
             "tls_days_left": self.tls_days_left,
             "error": self.error,
         }
+
+
+class HostSample(Base):
+    """One host's facts as the facts cycle (homelab.facts) read them with the read-only `facts`
+    playbook: CPU, memory, disk, load, uptime. Kept as long as the service samples, then deleted."""
+
+    __tablename__ = "host_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the facts job that read them
+    cpu_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    mem_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mem_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # bytes
+    disk_percent: Mapped[float | None] = mapped_column(Float, nullable=True)  # of the data root's file system
+    disk_free: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # bytes
+    load1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    load15: Mapped[float | None] = mapped_column(Float, nullable=True)
+    uptime_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")  # why (some) facts are missing
+    __table_args__ = (Index("ix_host_samples_host_at", "host", "at"),)
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = ("host", "job_id", "cpu_percent", "cpus", "mem_percent", "mem_total", "disk_percent", "disk_free")
+        more = ("load1", "load5", "load15", "uptime_seconds", "error")
+        return {"observed_at": iso_z(self.at), **{k: getattr(self, k) for k in (*keys, *more)}}
+
+
+class ContainerSample(Base):
+    """One container of a service as the facts cycle saw it: state, health, restarts, image."""
+
+    __tablename__ = "container_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    service: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(32), default="")  # running, exited, restarting, ...
+    health: Mapped[str] = mapped_column(String(32), default="")  # healthy, unhealthy, starting, "" (no check)
+    restart_count: Mapped[int] = mapped_column(Integer, default=0)
+    image: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (Index("ix_container_samples_service_at", "service", "at"),)
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = ("host", "service", "name", "state", "health", "restart_count", "image")
+        return {"observed_at": iso_z(self.at), **{k: getattr(self, k) for k in keys}}
 
 
 class SchedulerLease(Base):
