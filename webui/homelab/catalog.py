@@ -147,6 +147,12 @@ class Entry:
     parameters: tuple[Parameter, ...] = ()
     mode: str = "run"  # "check": always --check --diff (a drift/diff variant)
     tags: tuple[str, ...] = ()
+    interrupts: str = ""  # a disruptive entry: what a person loses while it runs (asked to confirm)
+
+    @property
+    def needs_confirm(self) -> bool:
+        """A disruptive run starts only when the person (or API client) confirmed it."""
+        return self.risk == "disruptive"
 
     @property
     def forced_check(self) -> bool:
@@ -162,6 +168,8 @@ class Entry:
             "playbook": self.playbook.name,
             "targets": list(self.targets),
             "mode": self.mode,
+            "interrupts": self.interrupts,
+            "needs_confirm": self.needs_confirm,
             "parameters": {p.name: {**p.as_schema(), "required": p.required} for p in self.parameters},
         }
 
@@ -304,6 +312,9 @@ class Catalog:
             raise CatalogError(f"{where}: playbook {raw['playbook']!r} is outside {base}")
         if not playbook.is_file():
             raise CatalogError(f"{where}: playbook {playbook} does not exist")
+        interrupts = str(raw.get("interrupts") or "").strip()
+        if raw["risk"] == "disruptive" and not interrupts:
+            interrupts = "What it acts on is interrupted while it runs."
         mode = raw.get("mode", "run")
         if mode not in ("run", "check"):
             raise CatalogError(f"{where}: mode must be run or check")
@@ -324,6 +335,7 @@ class Catalog:
             parameters=tuple(params),
             mode=mode,
             tags=tuple(raw.get("tags") or ()),
+            interrupts=interrupts,
         )
 
     def _enum_from(self, spec: dict[str, Any], where: str) -> dict[str, Any]:
@@ -443,6 +455,18 @@ class Catalog:
             secrets=tuple(secrets),
             tags=tags,
             secret_names=tuple(secret_names),
+        )
+
+
+def require_confirm(entry: Entry, confirm: Any) -> None:
+    """A disruptive entry runs only when asked with confirm = true (the form's checkbox, the API's
+    "confirm" field); schedules and Jarvis start runs by their own rules and do not come here."""
+    if not entry.needs_confirm:
+        return
+    if confirm is not True:
+        raise ValidationError(
+            f"'{entry.title}' is disruptive ({entry.interrupts}); confirm it to start it",
+            field="confirm",
         )
 
 

@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--check", action="store_true")
     r.add_argument("--diff", action="store_true")
     r.add_argument("--no-follow", action="store_true", help="print the job id and return")
+    r.add_argument("--confirm", action="store_true", help="start a disruptive playbook (restart, roll back, restore)")
     j = sub.add_parser("jobs", help="list recent jobs")
     j.add_argument("--status")
     j.add_argument("--playbook")
@@ -455,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         job = client.json(
             "POST",
             "/api/v1/jobs",
-            {"playbook": args.playbook, "params": params, "limit": args.limit, "check": args.check, "diff": args.diff},
+            {"playbook": args.playbook, "params": params, "limit": args.limit, "check": args.check, "diff": args.diff}
+            | ({"confirm": True} if args.confirm else {}),
         )
         print(f"job {job['id']}: {job['status']} on {', '.join(job['hosts'])}", file=sys.stderr)
         if args.no_follow:

@@ -14,6 +14,7 @@ from flask.sessions import SecureCookieSessionInterface
 from markupsafe import Markup
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from homelab import joboutput
 from homelab.ansi import ansi_to_html
 from homelab.catalog import Catalog
 from homelab.drift import DriftService
@@ -123,6 +124,7 @@ def create_app(
     app.before_request(auth.guard)
     app.after_request(_security_headers)
     app.jinja_env.globals.update(csrf_token=auth.csrf_token, current_user=auth.current_user)
+    app.jinja_env.globals.update(group_results=joboutput.group_results, seconds_text=joboutput.seconds_text)
     app.jinja_env.filters["ansi"] = lambda text: Markup(ansi_to_html(text))  # ansi_to_html escapes everything
 
     if start_engine:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 from sqlalchemy import select
 
-from homelab.catalog import ValidationError
+from homelab.catalog import ValidationError, require_confirm
 from homelab.refused import refused_outcome, refused_params
 from homelab.states import STATES
 from homelab.store import Job
@@ -18,7 +18,7 @@ from homelab.web.jobstream import stream_job
 from homelab.web.openapi import document, enforce, groups_of, json_numbers, start_job_schema
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-START_KEYS = {"playbook", "params", "limit", "check", "diff"}
+START_KEYS = {"playbook", "params", "limit", "check", "diff", "confirm"}
 
 
 bp.register_error_handler(ValidationError, refused)
@@ -52,6 +52,7 @@ def start_job() -> Any:
         spec = h.catalog.prepare(
             playbook, params, limit, check=body.get("check", False), diff=body.get("diff", False), inventory=h.inventory
         )
+        require_confirm(spec.entry, body.get("confirm", False))  # said plainly, before the schema's words
         # what the catalog is lenient about (text for numbers, null for absent) the document is not;
         # a former id (a catalog alias) is checked as the id it stands for
         enforce(
@@ -73,7 +74,8 @@ def start_job() -> Any:
     audit(
         "job.start",
         f"job {job.id} ({spec.entry.id})",
-        {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff},
+        {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff}
+        | ({"confirmed": True} if spec.entry.needs_confirm else {}),
     )
     return jsonify(job.as_dict()), 201, {"Location": f"/api/v1/jobs/{job.id}"}
 

@@ -7,6 +7,7 @@ import time
 from typing import Iterator
 
 from homelab.ansi import ansi_to_html
+from homelab.joboutput import SkipNoise
 from homelab.jobs import JobEngine
 from homelab.states import FINAL_STATES
 
@@ -19,7 +20,10 @@ def sse(event: str, data: object, id_: int | None = None) -> str:
 def stream_job(
     engine: JobEngine, job_id: int, after: int = 0, heartbeat: float = 15.0, html: bool = True
 ) -> Iterator[str]:
-    """Every event after `after`, in order, then `end` once the job is final and all is sent."""
+    """Every event after `after`, in order, then `end` once the job is final and all is sent. For the
+    job page (html) the events without output and the bare timestamp lines of skipped tasks are left
+    out (homelab.joboutput.SkipNoise); the API's stream sends every event as stored."""
+    noise = SkipNoise() if html else None
     last_status = None
     last_beat = time.monotonic()
     version = engine.version
@@ -27,12 +31,13 @@ def stream_job(
     while True:
         job = engine.get(job_id)  # read the status first: events written before it are then visible
         events = engine.events_after(job_id, after, limit=2000)
-        for ev in events:
+        for ev in noise.feed(events) if noise is not None else events:
             payload = ev.as_dict()
             if html:
                 payload["html"] = ansi_to_html(ev.stdout)
             yield sse("output", payload, ev.seq)
-            after = ev.seq
+        if events:
+            after = events[-1].seq
         if job.status != last_status:
             last_status = job.status
             yield sse("status", job.as_dict())

@@ -99,7 +99,7 @@ def start_job_schema(entry: Entry, groups: dict[str, list[str]] | None) -> dict[
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["playbook", "params"] if required else ["playbook"],
+        "required": ["playbook", *(["params"] if required else []), *(["confirm"] if entry.needs_confirm else [])],
         "properties": {
             "playbook": {"const": entry.id},
             "params": {
@@ -111,6 +111,8 @@ def start_job_schema(entry: Entry, groups: dict[str, list[str]] | None) -> dict[
             "limit": limit_schema(entry, groups),
             "check": {"type": "boolean"},
             "diff": {"type": "boolean"},
+            # a disruptive entry starts only with "confirm": true (homelab.catalog.require_confirm)
+            "confirm": {"const": True, "description": entry.interrupts} if entry.needs_confirm else {"type": "boolean"},
         },
     }
 

@@ -19,7 +19,8 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from homelab.catalog import CATEGORIES, ValidationError
+from homelab.catalog import CATEGORIES, ValidationError, require_confirm
+from homelab.joboutput import shown_output
 from homelab.refused import refused_outcome, refused_params
 from homelab.states import FINAL_STATES, STATES
 from homelab.store import AuditEntry, Job
@@ -154,8 +155,10 @@ def entry(entry_id: str) -> Any:
         params = {k: v for k, v in values.items() if v not in (None, "")}
         limit = request.form.get("limit", "")
         check, diff = bool(request.form.get("check")), bool(request.form.get("diff"))
+        confirmed = bool(request.form.get("confirm"))
         try:
             spec = h.catalog.prepare(e.id, params, limit, check=check, diff=diff, inventory=h.inventory)
+            require_confirm(e, confirmed)
         except ValidationError as exc:
             audit(
                 "job.start",
@@ -169,7 +172,8 @@ def entry(entry_id: str) -> Any:
             audit(
                 "job.start",
                 f"job {job.id} ({e.id})",
-                {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff},
+                {"params": job.params, "limit": limit, "check": spec.check, "diff": spec.diff}
+                | ({"confirmed": True} if e.needs_confirm else {}),
             )
             return redirect(url_for("views.job", job_id=job.id))
     return render_template("entry.html", e=e, error=error, values=values, groups=_groups_for(e)), 400 if error else 200
@@ -220,7 +224,8 @@ def job(job_id: int) -> Any:
         job=j,
         recaps=h.engine.recaps(job_id),
         results=h.engine.task_results(job_id),
-        events=h.engine.events_after(job_id, 0, limit=100000) if j.status in FINAL_STATES else [],
+        # without the bare timestamp lines skipped tasks leave (homelab.joboutput)
+        events=shown_output(h.engine.events_after(job_id, 0, limit=100000)) if j.status in FINAL_STATES else [],
     )
 
 
