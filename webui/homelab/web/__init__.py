@@ -18,6 +18,7 @@ from homelab import joboutput
 from homelab.ansi import ansi_to_html
 from homelab.catalog import Catalog
 from homelab.drift import DriftService
+from homelab.facts import FactsService
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.notify import Notifier
@@ -26,7 +27,7 @@ from homelab.schedule.runner import Scheduler, run_playbook_handler
 from homelab.settings import Settings
 from homelab.status import StatusService
 from homelab.store import Store
-from homelab.web import api, auth, services, views
+from homelab.web import api, auth, service_page, services, views
 from homelab.web import drift as drift_views
 from homelab.web.context import Homelab, homelab  # noqa: F401 (re-exported)
 from homelab.web.inputs import IdConverter
@@ -101,10 +102,13 @@ def create_app(
     scheduler.register("run", run_playbook_handler(engine))
     status = StatusService(settings, store, lambda: inventory.registry.union().values())
     status.register(scheduler)  # the "status" cycle, every HOMELAB_STATUS_INTERVAL seconds
+    facts = FactsService(settings, store, catalog, inventory, engine)
+    facts.register(scheduler)  # the "facts" cycle (the read-only facts playbook), every HOMELAB_FACTS_INTERVAL
     jarvis = _jarvis(settings, store, catalog, inventory, engine, notifier, scheduler)
     app.extensions["homelab"] = Homelab(
         settings, store, catalog, inventory, engine, auth.LoginLimiter(), schedules, drift, scheduler, jarvis, status
     )
+    app.extensions["homelab"].facts = facts
 
     generated = auth.ensure_admin(store)
     if generated:
@@ -114,6 +118,7 @@ def create_app(
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(services.api_bp)
+    app.register_blueprint(service_page.bp)
     app.register_blueprint(drift_views.bp)
     app.register_blueprint(drift_views.api_bp)
     from homelab.web import jarvis as jarvis_views
