@@ -61,6 +61,8 @@ class Settings:
         ""  # "host[:port]" every probe connects to instead of the domain's DNS (the server's LAN address)
     )
     status_ca_file: str = ""  # an extra CA bundle the probes verify with (a lab's internal CA)
+    # The facts cycle (homelab.facts): the read-only `facts` playbook, host and container facts kept as samples.
+    facts_interval: int = 300  # seconds between cycles (HOMELAB_FACTS_INTERVAL: "300", "5m"); 0 switches it off
     # Names of environment variables a job may inherit from the server process (exact or prefix*).
     job_env_allow: tuple[str, ...] = field(
         default=(
@@ -122,6 +124,7 @@ class Settings:
             status_timeout=max(0.5, float(_int(env, "HOMELAB_STATUS_TIMEOUT", 5))),
             status_connect=env.get("HOMELAB_STATUS_CONNECT", "").strip(),
             status_ca_file=env.get("HOMELAB_STATUS_CA_FILE", "").strip(),
+            facts_interval=_facts_interval(_seconds(env, "HOMELAB_FACTS_INTERVAL", 300)),
         )
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -130,3 +133,8 @@ class Settings:
 def _status_interval(seconds: int) -> int:
     """0 (off) or at least 10 seconds: a cycle probes every service twice."""
     return 0 if seconds <= 0 else max(10, seconds)
+
+
+def _facts_interval(seconds: int) -> int:
+    """0 (off) or at least 60 seconds: a cycle is an ansible run on every host."""
+    return 0 if seconds <= 0 else max(60, seconds)

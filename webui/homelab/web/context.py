@@ -10,6 +10,7 @@ from flask import current_app
 
 from homelab.catalog import Catalog
 from homelab.drift import DriftService
+from homelab.facts import FactsService
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
 from homelab.schedule.definitions import Schedules
@@ -37,6 +38,7 @@ class Homelab:
     scheduler: Scheduler
     jarvis: "Jarvis | None" = None  # unless HOMELAB_JARVIS=0
     status: StatusService | None = None  # the services' status cycle and its samples
+    facts: FactsService | None = None  # the host and container facts cycle and its samples
 
 
 def homelab() -> Homelab:

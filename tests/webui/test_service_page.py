@@ -1,0 +1,311 @@
+"""The service page (/services/<name>) with real parts: the app factory with a real store, the
+real catalog (playbooks/catalog.yml) and the service registry resolved by Ansible from a real
+inventory. The engine is not started, so a button's job is created and stays queued: what is
+asserted is which job the page starts (or refuses to), never a faked run. The facts are stored by
+FactsService.ingest from a report shaped as playbooks/ops/files/facts.py prints it (the lab test,
+test_service_lab.py, runs the real playbook)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from homelab.settings import Settings
+from homelab.store import DriftState, Job, ServiceSample
+
+from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from homelab.web import create_app, stop_app
+
+    inventory = tmp_path / "inventory.yml"
+    hostvars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": PY,
+        "n8n_enabled": True,
+        "n8n_domain": "n8n.page.test",
+        "plex_enabled": True,
+        "plex_domain": "plex.page.test",
+    }
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
+    var = tmp_path / "var"
+    var.mkdir()
+    (tmp_path / "schedules.yml").write_text("schedules: []\n")
+    settings = Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_INVENTORY": str(inventory),
+            "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
+            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+            "HOMELAB_SCHEDULER": "0",
+        }
+    )
+    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
+    app = create_app(settings, start_engine=False)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
+    assert r.status_code == 302
+    try:
+        yield app, client
+    finally:
+        stop_app(app, timeout=30)
+
+
+def _jobs(app: Any) -> list[Job]:
+    with app.extensions["homelab"].store.session() as s:
+        return list(s.scalars(select(Job).order_by(Job.id)))
+
+
+def _csrf(client: Any, path: str = "/services/n8n") -> str:
+    return csrf_from(client.get(path).get_data(as_text=True))
+
+
+FACTS = {
+    "alpha": {
+        "host": {
+            "cpu_percent": 12.5,
+            "cpus": 4,
+            "mem_percent": 41.0,
+            "mem_total": 8 * 2**30,
+            "disk_percent": 63.2,
+            "disk_free": 120 * 2**30,
+            "load1": 0.5,
+            "load5": 0.4,
+            "load15": 0.3,
+            "uptime_seconds": 3 * 86400 + 7200,
+        },
+        "errors": [],
+        "containers": {
+            "available": True,
+            "error": "",
+            "items": [
+                {
+                    "name": "n8n",
+                    "service": "n8n",
+                    "state": "running",
+                    "health": "healthy",
+                    "restart_count": 3,
+                    "image": "n8nio/n8n:1.70.1",
+                },
+                {
+                    "name": "plex",
+                    "service": "plex",
+                    "state": "exited",
+                    "health": "",
+                    "restart_count": 0,
+                    "image": "plexinc/pms-docker:latest",
+                },
+            ],
+        },
+    }
+}
+
+
+def test_the_service_page_shows_its_status_containers_operations_jobs_drift_and_findings(site: Any) -> None:
+    app, client = site
+    h = app.extensions["homelab"]
+    with h.store.session.begin() as s:
+        s.add(
+            ServiceSample(
+                service="n8n",
+                status="up",
+                url="https://n8n.page.test/healthz",
+                http_status=200,
+                response_ms=42.4,
+                tls_days_left=61.2,
+                error="",
+            )
+        )
+        s.add(
+            DriftState(
+                host="alpha",
+                playbook="site_check",
+                state="drifted",
+                fingerprint="f",
+                tasks=[
+                    {"task": "n8n : Write the compose file", "role": "n8n"},
+                    {"task": "caddy : Write the Caddyfile", "role": "caddy"},
+                ],
+            )
+        )
+    assert h.facts.ingest(None, FACTS) == 1
+    if h.jarvis is not None:
+        from jarvis.models import JarvisFinding
+
+        with h.store.session.begin() as s:
+            s.add(
+                JarvisFinding(
+                    key="container.unhealthy|alpha/container:n8n",
+                    code="container.unhealthy",
+                    severity="critical",
+                    target="alpha/container:n8n",
+                    host="alpha",
+                    summary="n8n is unhealthy: planted finding",
+                    params={"service": "n8n"},
+                )
+            )
+            s.add(
+                JarvisFinding(
+                    key="container.down|alpha/container:plex",
+                    code="container.down",
+                    severity="critical",
+                    target="alpha/container:plex",
+                    host="alpha",
+                    summary="plex is exited",
+                    params={"service": "plex"},
+                )
+            )
+
+    r = client.get("/services/n8n")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert '<h1>n8n <span class="muted">(n8n)</span></h1>' in page
+    assert 'data-tile="status" data-status="up"' in page and "42 ms" in page and "(HTTP 200)" in page
+    assert "61 days left" in page
+    # its containers, not plex's
+    assert re.search(
+        r'data-container="n8n" data-state="running">.*?healthy.*?<td>3</td><td class="wrap">n8nio/n8n:1.70.1',
+        page,
+        re.S,
+    )
+    assert 'data-container="plex"' not in page
+    # the buttons its registry entry allows, restart and roll back marked as asking first
+    assert re.findall(r'data-action="([a-z_]+)"', page) == [
+        "deploy_service",
+        "check_service",
+        "restart_service",
+        "rollback_service",
+    ]
+    assert page.count("asks first") == 2
+    # its drift: only its own tasks
+    assert "n8n : Write the compose file" in page and "Caddyfile" not in page
+    if h.jarvis is not None:
+        assert "planted finding" in page and "plex is exited" not in page
+    assert "No logs read yet" in page
+
+    # a job for it, one for another service, and a site run: the page lists its own and the site's
+    spec = h.catalog.prepare("deploy_service", {"service": "plex"}, "", inventory=h.inventory)
+    h.engine.submit(spec, "admin", "web")
+    spec = h.catalog.prepare("site", {}, "", inventory=h.inventory)
+    site_job = h.engine.submit(spec, "admin", "web")
+    spec = h.catalog.prepare("check_service", {"service": "n8n"}, "", inventory=h.inventory)
+    mine = h.engine.submit(spec, "admin", "web")
+    page = client.get("/services/n8n").get_data(as_text=True)
+    listed = re.findall(r'href="/jobs/(\d+)">#', page)
+    assert listed == [str(mine.id), str(site_job.id)], listed
+
+    # the dashboard's tiles and services table link to it
+    home = client.get("/").get_data(as_text=True)
+    assert 'href="/services/n8n"' in home and 'href="/services/plex"' in home
+
+
+def test_an_unknown_service_is_a_404_and_its_name_stays_data(site: Any) -> None:
+    _, client = site
+    for name in ("nosuch", "{{7*7}}", "N8N", "n8n%0A", "%3Cb%3Ex", "x" * 300):
+        r = client.get(f"/services/{name}")
+        body = r.get_data(as_text=True)
+        assert r.status_code == 404 and "is not a service of this homelab" in body, name
+        assert "49" not in body and "<b>x" not in body, name
+    assert client.get("/services/..%2Fjobs").status_code == 404
+
+
+def test_a_disruptive_button_asks_first_and_a_confirmed_one_starts_its_job(site: Any) -> None:
+    app, client = site
+    token = _csrf(client)
+    r = client.post("/services/n8n/run", data={"entry": "restart_service", "csrf_token": token})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and 'id="confirm"' in page and "Restart n8n?" in page and "disruptive" in page
+    assert _jobs(app) == [], "asking to confirm starts nothing"
+
+    r = client.post("/services/n8n/run", data={"entry": "restart_service", "confirm": "1", "csrf_token": token})
+    [job] = _jobs(app)
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/jobs/{job.id}")
+    assert (job.playbook, job.params, job.source, job.created_by) == (
+        "restart_service",
+        {"service": "n8n"},
+        "web",
+        "admin",
+    )
+
+    r = client.post("/services/n8n/run", data={"entry": "check_service", "csrf_token": token})
+    assert r.status_code == 302, "a read-only check starts at once"
+    assert [(j.playbook, j.check) for j in _jobs(app)][-1] == ("check_service", True)
+
+
+def test_a_button_the_service_does_not_have_is_refused_and_starts_nothing(site: Any) -> None:
+    app, client = site
+    token = _csrf(client)
+    for entry in ("site", "restore", "logs", "deploy_service ", "", "../ping"):
+        r = client.post("/services/n8n/run", data={"entry": entry, "confirm": "1", "csrf_token": token})
+        assert r.status_code == 400, entry
+    assert _jobs(app) == []
+
+
+def test_a_post_without_its_csrf_token_starts_nothing(site: Any) -> None:
+    app, client = site
+    for path, data in (("/services/n8n/run", {"entry": "check_service"}), ("/services/n8n/logs", {"lines": "5"})):
+        assert client.post(path, data=data).status_code in (400, 403)
+    assert _jobs(app) == []
+
+
+def test_the_logs_tail_refuses_bad_lines_or_since_with_a_400_and_starts_nothing(site: Any) -> None:
+    app, client = site
+    token = _csrf(client)
+    for form in (
+        {"lines": "0"},
+        {"lines": "2001"},
+        {"lines": "ten"},
+        {"lines": "-5"},
+        {"since": "1x"},
+        {"since": "\n1h"},
+        {"since": "0h"},
+        {"since": "1h; rm -rf /"},
+        {"since": "{{ lookup('pipe','id') }}"},
+    ):
+        r = client.post("/services/n8n/logs", data={**form, "csrf_token": token})
+        assert r.status_code == 400 and 'id="logs-error"' in r.get_data(as_text=True), form
+    assert _jobs(app) == []
+
+
+def test_the_logs_tail_starts_the_read_only_logs_job_for_this_service(site: Any) -> None:
+    app, client = site
+    r = client.post("/services/n8n/logs", data={"lines": "50", "since": "2h", "csrf_token": _csrf(client)})
+    [job] = _jobs(app)
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/services/n8n?logs={job.id}#logs")
+    assert (job.playbook, job.params) == ("logs", {"service": "n8n", "lines": 50, "since": "2h"})
+    assert app.extensions["homelab"].catalog.get("logs").risk == "read-only"
+    page = client.get(f"/services/n8n?logs={job.id}").get_data(as_text=True)
+    assert 'id="logs-wait"' in page and f'data-job-stream="/jobs/{job.id}/stream"' in page
+    # another service's logs job is not shown as this one's
+    assert 'id="logs-wait"' not in client.get(f"/services/plex?logs={job.id}").get_data(as_text=True)
+
+
+def test_the_logs_script_masks_with_the_engine_s_secret_patterns() -> None:
+    """files/logs.py runs on the host with the standard library only, so it holds its own copy of
+    homelab.masking's patterns: they must stay the same."""
+    import importlib.util
+
+    from homelab import masking
+
+    spec = importlib.util.spec_from_file_location("logs_script", ROOT / "playbooks" / "ops" / "files" / "logs.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.SECRET_KEY_RE.pattern == masking.SECRET_KEY_RE.pattern
+    assert mod.INLINE_RE.pattern == masking._INLINE_RE.pattern
+    assert mod.MASK == masking.MASK
+    line = "10:00:00Z connecting as n8n with Swordfish-4242 (DB_POSTGRESDB_PASSWORD=Swordfish-4242) token: abcdef"
+    assert (
+        mod.masked(line, ["Swordfish-4242"])
+        == "10:00:00Z connecting as n8n with ******** (DB_POSTGRESDB_PASSWORD=******** token: ********"
+    )

@@ -1,0 +1,230 @@
+"""A service's own page, /services/<name>: its status tiles, its containers, the buttons that apply
+to it (deploy, check, restart, roll back: catalog entries through the one engine, a disruptive one
+only once confirmed), its logs tail (the read-only `logs` catalog entry), its recent jobs, its drift
+and Jarvis's findings about it. The name is looked up in the service registry and is only ever
+data: an unknown one is a 404, and nothing from the request reaches a template as template text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from homelab.catalog import ValidationError
+from homelab.refused import refused_outcome, refused_params
+from homelab.registry import Service
+from homelab.states import FINAL_STATES
+from homelab.status import age_text
+from homelab.store import Job
+from homelab.web.auth import audit, current_user, request_source
+from homelab.web.context import homelab
+
+bp = Blueprint("service_page", __name__, url_prefix="/services")
+# (catalog entry, the registry capability it needs, the button's words)
+ACTIONS = (
+    ("deploy_service", "deploy", "Deploy"),
+    ("check_service", "deploy", "Check (dry run)"),
+    ("restart_service", "restart", "Restart"),
+    ("rollback_service", "rollback", "Roll back"),
+)
+LOGS = "logs"
+ONE_SERVICE = ("deploy_service", "check_service", "restart_service", "rollback_service", LOGS)
+EVERY_SERVICE = ("site", "site_check")  # runs that deploy (or check) every enabled service
+
+
+def _service(name: str) -> Service:
+    try:
+        services = homelab().inventory.registry.union()
+    except Exception as exc:  # a broken inventory: say why, never a traceback
+        abort(409, description=f"the service registry cannot be read: {str(exc)[:300]}")
+    svc = services.get(name)
+    if svc is None:
+        abort(404, description=f"'{name[:64]}' is not a service of this homelab")
+    return svc
+
+
+def _actions(svc: Service) -> list[dict[str, Any]]:
+    """The buttons that apply: catalog entries present, allowed by the service's registry entry."""
+    h = homelab()
+    out = []
+    for entry_id, cap, label in ACTIONS:
+        e = h.catalog.entries.get(entry_id)
+        if e is None or cap not in svc.ops or not svc.enabled:
+            continue
+        out.append(
+            {
+                "id": e.id,
+                "label": label,
+                "risk": e.risk,
+                "disruptive": e.risk == "disruptive",
+                "interrupts": getattr(e, "interrupts", "")
+                or f"{svc.title}'s containers stop for a moment; open connections are cut.",
+                "description": e.description,
+            }
+        )
+    return out
+
+
+def _jobs(name: str) -> list[Job]:
+    """The newest jobs that acted on this service: its own operations, and site-wide runs."""
+    with homelab().store.session() as s:
+        rows = list(
+            s.scalars(
+                select(Job).where(Job.playbook.in_(ONE_SERVICE + EVERY_SERVICE)).order_by(Job.id.desc()).limit(500)
+            )
+        )
+    return [j for j in rows if j.playbook in EVERY_SERVICE or (j.params or {}).get("service") == name][:15]
+
+
+def _logs_job(name: str, jobs: list[Job]) -> tuple[Job | None, list[dict[str, Any]]]:
+    """The newest logs tail of this service (or the one ?logs= names, when it is one) and its lines by host."""
+    wanted = request.args.get("logs", "")
+    job = None
+    if wanted.isascii() and wanted.isdigit() and len(wanted) < 12:
+        with homelab().store.session() as s:
+            job = s.get(Job, int(wanted))
+        if job is None or job.playbook != LOGS or (job.params or {}).get("service") != name:
+            job = None
+    if job is None:
+        job = next((j for j in jobs if j.playbook == LOGS), None)
+    if job is None or job.status not in FINAL_STATES:
+        return job, []
+    report = (job.artifact_data or {}).get("homelab_logs") or {}
+    hosts = []
+    for host, data in sorted(report.items()):
+        if isinstance(data, dict):
+            boxes = [c for c in data.get("containers") or [] if isinstance(c, dict)]
+            hosts.append({"host": host, "error": str(data.get("error") or ""), "containers": boxes})
+    return job, hosts
+
+
+def _drift(name: str) -> list[dict[str, Any]]:
+    """Each host's drift state as it concerns this service: its own drifted tasks (by role)."""
+    h = homelab()
+    if h.drift is None:
+        return []
+    out = []
+    for st in h.drift.states():
+        mine = [t for t in st.tasks or [] if t.get("role") == name]
+        state = "drifted" if mine else ("unknown" if st.state == "unknown" else "clean")
+        out.append(
+            {"host": st.host, "playbook": st.playbook, "state": state, "tasks": mine, "checked_at": st.checked_at}
+        )
+    return out
+
+
+def _findings(svc: Service) -> list[Any] | None:
+    """Jarvis's open findings about this service (its containers, domains, HTTP route); None when Jarvis is off."""
+    h = homelab()
+    if h.jarvis is None:
+        return None
+    from jarvis.models import JarvisFinding
+
+    targets = {f"http:{svc.name}"} | {f"{k}:{d}" for d in svc.domains for k in ("dns", "tls", "http")}
+    with h.store.session() as s:
+        rows = list(
+            s.scalars(select(JarvisFinding).where(JarvisFinding.status != "resolved").order_by(JarvisFinding.id.desc()))
+        )
+    return [
+        r
+        for r in rows
+        if (r.params or {}).get("service") == svc.name
+        or r.target in targets
+        or any(r.target.endswith(f"/container:{c}") for c in svc.containers)
+    ][:50]
+
+
+def _page(svc: Service, confirm: dict[str, Any] | None = None, logs_error: str = "", code: int = 200) -> Any:
+    h = homelab()
+    status = h.status.one(svc.name) if h.status is not None and svc.enabled and svc.domains else None
+    if status is not None:
+        status = {**status, "age": age_text(status["age_seconds"])}
+    jobs = _jobs(svc.name)
+    logs_job, logs = _logs_job(svc.name, jobs)
+    facts = getattr(h, "facts", None)
+    logs_entry = h.catalog.entries.get(LOGS)
+    return (
+        render_template(
+            "service.html",
+            svc=svc,
+            status=status,
+            containers=facts.containers(svc.name) if facts is not None else None,
+            actions=_actions(svc),
+            confirm=confirm,
+            jobs=jobs,
+            logs_entry=logs_entry,
+            logs_job=logs_job,
+            logs=logs,
+            logs_error=logs_error,
+            logs_values={k: request.form.get(k, "") for k in ("lines", "since")} if request.method == "POST" else {},
+            drift=_drift(svc.name),
+            findings=_findings(svc),
+        ),
+        code,
+    )
+
+
+@bp.get("/<name>")
+def page(name: str) -> Any:
+    return _page(_service(name))
+
+
+@bp.post("/<name>/run")
+def run(name: str) -> Any:
+    """Start one of the service's buttons; a disruptive one asks first (confirm=1 starts it)."""
+    h = homelab()
+    svc = _service(name)
+    entry_id = request.form.get("entry", "")
+    action = next((a for a in _actions(svc) if a["id"] == entry_id), None)
+    if action is None:
+        abort(400, description=f"'{entry_id[:64]}' is not an operation {svc.title} allows here")
+    if action["disruptive"] and request.form.get("confirm") != "1":
+        return _page(svc, confirm=action)
+    params = {"service": svc.name}
+    try:
+        spec = h.catalog.prepare(action["id"], params, "", inventory=h.inventory)
+    except ValidationError as exc:
+        audit(
+            "job.start",
+            action["id"],
+            {"params": refused_params(h.catalog, action["id"], params), "limit": ""},
+            outcome=refused_outcome(h.catalog, action["id"], params, exc),
+        )
+        abort(exc.status, description=str(exc))
+    job = h.engine.submit(spec, current_user() or "", request_source())
+    audit(
+        "job.start",
+        f"job {job.id} ({action['id']})",
+        {"params": job.params, "limit": "", "check": spec.check, "from": f"service page {svc.name}"},
+    )
+    return redirect(url_for("views.job", job_id=job.id))
+
+
+@bp.post("/<name>/logs")
+def logs(name: str) -> Any:
+    """Start the read-only logs tail of this service; the page shows its lines when it ends."""
+    h = homelab()
+    svc = _service(name)
+    if LOGS not in h.catalog.entries:
+        abort(404, description="the catalog has no logs entry")
+    params: dict[str, Any] = {"service": svc.name}
+    for key in ("lines", "since"):
+        raw = request.form.get(key, "")
+        if raw != "":
+            params[key] = raw
+    try:
+        spec = h.catalog.prepare(LOGS, params, "", inventory=h.inventory)
+    except ValidationError as exc:
+        audit(
+            "job.start",
+            LOGS,
+            {"params": refused_params(h.catalog, LOGS, params), "limit": ""},
+            outcome=refused_outcome(h.catalog, LOGS, params, exc),
+        )
+        return _page(svc, logs_error=str(exc), code=400)
+    job = h.engine.submit(spec, current_user() or "", request_source())
+    audit(
+        "job.start", f"job {job.id} ({LOGS})", {"params": job.params, "limit": "", "from": f"service page {svc.name}"}
+    )
+    return redirect(url_for("service_page.page", name=svc.name, logs=job.id, _anchor="logs"))
