@@ -207,6 +207,11 @@ def test_the_service_page_shows_its_status_containers_operations_jobs_drift_and_
     # the dashboard's tiles and services table link to it
     home = client.get("/").get_data(as_text=True)
     assert 'href="/services/n8n"' in home and 'href="/services/plex"' in home
+    # and its platform tiles say how the host is doing, from the same facts
+    tile = home[home.index('data-host-facts="alpha"') :]
+    tile = tile[: tile.index("</li>")]
+    for text in ("12 %", "of 4 CPU(s)", "41 %", "of 8.0 GiB", "63 %", "(120 GiB free)", "0.50 0.40 0.30", "3 d 2 h"):
+        assert text in tile, (text, tile)
 
 
 def test_an_unknown_service_is_a_404_and_its_name_stays_data(site: Any) -> None:

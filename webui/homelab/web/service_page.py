@@ -33,6 +33,40 @@ ONE_SERVICE = ("deploy_service", "check_service", "restart_service", "rollback_s
 EVERY_SERVICE = ("site", "site_check")  # runs that deploy (or check) every enabled service
 
 
+@bp.app_context_processor
+def _platform() -> dict[str, Any]:
+    """platform_hosts() for the dashboard's platform tiles: each host's newest facts, with their age."""
+
+    def platform_hosts() -> list[dict[str, Any]] | None:
+        facts = getattr(homelab(), "facts", None)
+        if facts is None:
+            return None
+        return [{**r, "age": age_text(r["age_seconds"])} for r in facts.hosts()]
+
+    return {"platform_hosts": platform_hosts, "bytes_text": bytes_text, "uptime_text": uptime_text}
+
+
+def bytes_text(n: int | None) -> str:
+    """1.5 GiB, 320 MiB: what a person reads of a byte count; – when unknown."""
+    if n is None:
+        return "–"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" or size >= 100 else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def uptime_text(seconds: float | None) -> str:
+    """3 d 2 h, 5 h 10 min, 12 min; – when unknown."""
+    if seconds is None:
+        return "–"
+    s = int(seconds)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    return f"{d} d {h} h" if d else (f"{h} h {m} min" if h else f"{m} min")
+
+
 def _service(name: str) -> Service:
     try:
         services = homelab().inventory.registry.union()
