@@ -314,3 +314,168 @@ def test_the_logs_script_masks_with_the_engine_s_secret_patterns() -> None:
         mod.masked(line, ["Swordfish-4242"])
         == "10:00:00Z connecting as n8n with ******** (DB_POSTGRESDB_PASSWORD=******** token: ********"
     )
+
+
+def _events(chunks: Iterator[bytes], name: str, count: int) -> list[Any]:
+    """The data of the next `count` events called `name` of an SSE response."""
+    import json
+
+    got: list[Any] = []
+    buf = ""
+    for chunk in chunks:
+        buf += chunk.decode() if isinstance(chunk, bytes) else chunk
+        while "\n\n" in buf:
+            block, buf = buf.split("\n\n", 1)
+            lines = dict(ln.split(": ", 1) for ln in block.split("\n") if ": " in ln)
+            if lines.get("event") == name:
+                got.append(json.loads(lines["data"]))
+                if len(got) == count:
+                    return got
+    return got
+
+
+def test_the_tiles_stream_sends_the_status_at_once_and_again_when_a_sample_changes_it(site: Any) -> None:
+    app, client = site
+    h = app.extensions["homelab"]
+    with h.store.session.begin() as s:
+        s.add(ServiceSample(service="n8n", status="up", http_status=200, response_ms=10.0, error=""))
+    r = client.get("/services/stream", buffered=False)
+    assert r.status_code == 200 and r.mimetype == "text/event-stream"
+    chunks = iter(r.response)
+    [first] = _events(chunks, "tiles", 1)
+    by = {x["name"]: x for x in first["services"]}
+    assert by["n8n"]["status"] == "up" and by["plex"]["status"] == "unknown" and first["hosts"] == []
+    with h.store.session.begin() as s:
+        s.add(ServiceSample(service="n8n", status="down", error="connection refused"))
+    h.facts.ingest(None, FACTS)
+    [second] = _events(chunks, "tiles", 1)
+    by = {x["name"]: x for x in second["services"]}
+    assert (by["n8n"]["status"], by["n8n"]["error"]) == ("down", "connection refused")
+    assert [x["host"] for x in second["hosts"]] == ["alpha"] and second["hosts"][0]["cpu_percent"] == 12.5
+    r.close()
+    # a page with tiles says where its stream is, and loads the script that follows it
+    for path in ("/", "/services/n8n"):
+        page = client.get(path).get_data(as_text=True)
+        assert 'data-live-stream="/services/stream"' in page and "/static/live.js" in page, path
+    assert client.get("/static/live.js").status_code == 200
+
+
+@pytest.mark.browser
+def test_home_to_service_page_by_keyboard_at_desktop_and_phone_sizes_with_live_tiles(
+    tmp_path: Path, server_factory: Any
+) -> None:
+    """A real browser: the dashboard at 1280 px, Tab to n8n's tile link and Enter, the service
+    page; Restart asks first; at 390 px neither page scrolls sideways; a new sample turns the tile
+    "down" on the open page without a reload (SSE). Screenshots under var/reports/."""
+    import os
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from homelab.facts import FactsService
+    from homelab.store import Store
+
+    inventory = tmp_path / "inventory.yml"
+    hostvars = {"ansible_connection": "local", "ansible_python_interpreter": PY, "n8n_enabled": True}
+    hostvars |= {"n8n_domain": "n8n.page.test", "plex_enabled": True, "plex_domain": "plex.page.test"}
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
+    var = tmp_path / "var"
+    var.mkdir()
+    (tmp_path / "schedules.yml").write_text("schedules: []\n")
+    env = {
+        "HOMELAB_VAR_DIR": str(var),
+        "HOMELAB_INVENTORY": str(inventory),
+        "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
+        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+        "HOMELAB_SCHEDULER": "0",
+        "HOMELAB_JARVIS": "0",
+    }
+    settings = Settings.from_env(env)
+    store = Store(settings.db_url)
+    with store.session.begin() as s:
+        s.add(
+            ServiceSample(
+                service="n8n",
+                status="up",
+                url="https://n8n.page.test/healthz",
+                http_status=200,
+                response_ms=38.0,
+                tls_days_left=74.0,
+                error="",
+            )
+        )
+        s.add(
+            ServiceSample(
+                service="plex",
+                status="degraded",
+                url="https://plex.page.test/identity",
+                http_status=502,
+                response_ms=12.0,
+                tls_days_left=74.0,
+                error="answers HTTP 502",
+            )
+        )
+
+    class _NoEngine:
+        on_finished: list[Any] = []
+
+    FactsService(settings, store, None, None, _NoEngine()).ingest(None, FACTS)
+    server = server_factory(settings, extra_env=env).start()
+    chromium = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+    shots = ROOT / "var" / "reports"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = b.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(server.url + "/login")
+            page.fill("#password", ADMIN_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#platform-tiles [data-host-facts=alpha]")
+            page.screenshot(path=str(shots / "service-home-1280.png"), full_page=True)
+            link = page.locator('#status-panel a[href="/services/n8n"]')
+            for _ in range(60):  # by keyboard: Tab until n8n's tile link has the focus, then Enter
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.getAttribute('href')") == "/services/n8n":
+                    break
+            assert link.evaluate("el => el === document.activeElement"), "the tile link is not reachable by Tab"
+            page.keyboard.press("Enter")
+            page.wait_for_url("**/services/n8n")
+            assert page.locator("h1").inner_text().startswith("n8n")
+            assert "42 ms" not in page.content() and "38 ms" in page.locator("#service-status").inner_text()
+            assert page.locator('[data-container="n8n"]').inner_text().split("\t")[:3] == ["n8n", "alpha", "running"]
+            page.screenshot(path=str(shots / "service-page-1280.png"), full_page=True)
+            page.click('button[data-action="restart_service"]')
+            page.wait_for_selector("#confirm")
+            assert "Restart n8n?" in page.locator("#confirm").inner_text()
+            page.screenshot(path=str(shots / "service-restart-confirm-1280.png"), full_page=False)
+            page.click("#confirm a.btn")  # Cancel: nothing started
+            page.wait_for_url("**/services/n8n")
+
+            page.set_viewport_size({"width": 390, "height": 844})
+            for path in ("/", "/services/n8n"):
+                page.goto(server.url + path)
+                page.wait_for_selector("[data-live-stream]")
+                assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+            page.screenshot(path=str(shots / "service-page-390.png"), full_page=True)
+            page.goto(server.url + "/")
+            page.wait_for_function("document.querySelector('#status-panel').dataset.liveUpdated")
+            page.screenshot(path=str(shots / "service-home-390.png"), full_page=False)
+            page.evaluate("window.__same_page = 1")
+            with store.session.begin() as s:
+                s.add(
+                    ServiceSample(
+                        service="n8n", status="down", url="https://n8n.page.test/healthz", error="connection refused"
+                    )
+                )
+            page.wait_for_selector('#status-panel [data-status-service="n8n"][data-status="down"]', timeout=30_000)
+            assert page.evaluate("window.__same_page") == 1, "the page was reloaded"
+            tile = page.locator('#status-panel [data-status-service="n8n"]')
+            assert "down" in tile.inner_text() and "connection refused" in tile.inner_text()
+            assert "tile-down" in (tile.get_attribute("class") or "")
+            page.screenshot(path=str(shots / "service-home-live-down-390.png"), full_page=False)
+        finally:
+            b.close()
+    with store.session() as s:
+        assert list(s.scalars(select(Job))) == [], "the walk started no job"

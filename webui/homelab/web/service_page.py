@@ -6,9 +6,10 @@ data: an unknown one is a 404, and nothing from the request reaches a template a
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Iterator
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, stream_with_context, url_for
 from sqlalchemy import select
 
 from homelab.catalog import ValidationError
@@ -19,6 +20,7 @@ from homelab.status import age_text
 from homelab.store import Job
 from homelab.web.auth import audit, current_user, request_source
 from homelab.web.context import homelab
+from homelab.web.jobstream import sse
 
 bp = Blueprint("service_page", __name__, url_prefix="/services")
 # (catalog entry, the registry capability it needs, the button's words)
@@ -196,6 +198,53 @@ def _page(svc: Service, confirm: dict[str, Any] | None = None, logs_error: str =
             findings=_findings(svc),
         ),
         code,
+    )
+
+
+def tiles_now() -> dict[str, Any]:
+    """What the live tiles show: every probed service's current status and every host's newest facts."""
+    h = homelab()
+    services = [{**r, "age": age_text(r["age_seconds"])} for r in h.status.current()] if h.status else []
+    facts = getattr(h, "facts", None)
+    hosts = [{**r, "age": age_text(r["age_seconds"])} for r in facts.hosts()] if facts is not None else []
+    return {"services": services, "hosts": hosts}
+
+
+def stream_tiles(read: Any, poll: float = 2.0, lifetime: float = 600.0, heartbeat: float = 15.0) -> Iterator[str]:
+    """A `tiles` event at once and whenever a new sample changes what they show (ages aside); the
+    stream ends after `lifetime` seconds and the browser's EventSource connects again (retry)."""
+    yield "retry: 2000\n\n"
+    started = last_beat = time.monotonic()
+    sent = None
+    while time.monotonic() - started < lifetime:
+        data = read()
+        key = [
+            {k: v for k, v in r.items() if k not in ("age", "age_seconds")} for r in data["services"] + data["hosts"]
+        ]
+        if key != sent:
+            sent = key
+            last_beat = time.monotonic()
+            yield sse("tiles", data)
+        elif time.monotonic() - last_beat > heartbeat:
+            last_beat = time.monotonic()
+            yield sse("tiles", data)  # the ages move on
+        time.sleep(poll)
+
+
+@bp.get("/stream")
+def stream() -> Any:
+    """Server-Sent Events for the dashboard's and the service pages' tiles (static/live.js)."""
+
+    def read() -> dict[str, Any]:
+        try:
+            return tiles_now()
+        except Exception as exc:  # a broken registry: the tiles stay as they are
+            return {"services": [], "hosts": [], "error": str(exc)[:300]}
+
+    return Response(
+        stream_with_context(stream_tiles(read)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
