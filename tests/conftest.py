@@ -5,9 +5,12 @@ longest work first, and the duration report (`--durations-report var/reports/dur
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -33,7 +36,25 @@ EXPECTED_SECONDS = {
     "tests/test_lint.py::test_ansible_lint_production_profile_passes": 140,
     "drift-lab": 450,
     "jarvis-lab": 130,
+    "adopt-lab": 300,
 }
+
+
+# The browser tests' chromium: Debian's (make browser installs it), driven by playwright, never downloaded.
+CHROMIUM = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless chromium for one test (tests marked `browser`)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+        )
+        yield b
+        b.close()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

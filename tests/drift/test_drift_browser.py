@@ -3,8 +3,6 @@ check, the page then shows what drifted with its diff, and "Fix drift" converges
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import replace
 from typing import Any
 
@@ -13,20 +11,7 @@ import pytest
 from drift_fixtures import *  # noqa: F401,F403 (the fixtures)
 from drift_helpers import ADMIN_PASSWORD, write_schedules
 
-CHROMIUM = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 pytestmark = [pytest.mark.browser]
-
-
-@pytest.fixture
-def browser() -> Any:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-        )
-        yield b
-        b.close()
 
 
 def test_run_now_shows_the_drift_with_its_diff_and_fix_drift_converges_the_host(

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -17,20 +16,7 @@ from homelab.settings import Settings
 
 from jarvis_helpers import ADMIN_PASSWORD, CATALOG, Box, ServerProcess, write_rules
 
-CHROMIUM = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 pytestmark = [pytest.mark.browser]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-        )
-        yield b
-        b.close()
 
 
 def test_a_person_approves_a_fix_on_the_jarvis_page_and_sees_a_chat_proposal(

@@ -3,27 +3,11 @@ button, watch live output arrive over SSE, see the recap."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from webui_helpers import ADMIN_PASSWORD
 
-CHROMIUM = os.environ.get("HOMELAB_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 pytestmark = [pytest.mark.browser]  # make test installs Debian's chromium (make browser); no skip
-
-
-@pytest.fixture
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-        )
-        yield b
-        b.close()
 
 
 def test_log_in_press_a_catalog_button_and_watch_the_job_live(settings, server_factory, browser):

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import pty
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from homelab.joboutput import bare_timestamp
+from homelab.schedule.definitions import parse_schedule
 from homelab.settings import Settings
 from homelab.store import AuditEntry, Job
 from homelab.web.auth import create_token
 
-from webui_helpers import HERE, csrf_from, write_inventory
+from webui_helpers import HERE, ROOT, csrf_from, wait_until, write_inventory
 
 NEWCOMER = HERE / "newcomer"
 SPAN_RE = re.compile(r'<span class="line" data-seq="(\d+)">(.*?)\n</span>', re.S)
@@ -33,12 +37,24 @@ def settings(tmp_path: Path) -> Settings:
     return Settings.from_env(
         {
             "HOMELAB_VAR_DIR": str(var),
-            "HOMELAB_INVENTORY": str(write_inventory(tmp_path / "inventory.yml")),
+            "HOMELAB_INVENTORY": str(_inventory(tmp_path)),
             "HOMELAB_CATALOG": str(NEWCOMER / "catalog.yml"),
             "HOMELAB_MAX_PARALLEL_JOBS": "2",
             "HOMELAB_SCHEDULES": str(schedules),
         }
     )
+
+
+def _inventory(tmp_path: Path) -> Path:
+    """alpha and beta on localhost, each with its own directory of managed files (files.yml)."""
+    path = write_inventory(tmp_path / "inventory.yml")
+    for host in ("alpha", "beta"):
+        (tmp_path / "managed" / host).mkdir(parents=True)
+    text = path.read_text()
+    for host in ("alpha", "beta"):
+        text = text.replace(f"{host}: {{", f"{host}: {{newcomer_dir: {tmp_path / 'managed' / host}, ")
+    path.write_text(text)
+    return path
 
 
 def _text(fragment: str) -> str:
@@ -180,3 +196,119 @@ def _start_shape(node: Any, entry: str) -> dict[str, Any]:
         if found:
             return found
     return {}
+
+
+def _analyzed(h: Any, job_id: int) -> None:
+    h.engine.wait(job_id, timeout=300)
+    wait_until(lambda: h.drift.results(job_id), 60, f"the drift result of job {job_id}")
+
+
+def test_a_check_from_the_catalog_is_a_drift_check_and_a_fix_says_it_is_one(
+    app: Any, logged_in: Any, tmp_path: Path
+) -> None:
+    h = app.extensions["homelab"]
+    token = {"Authorization": "Bearer " + create_token(h.store, "admin", "test")}
+    # "Check the files (dry run)" from the catalog form: a drift check, named as one
+    first = _start(logged_in, "files_check", {"limit": "alpha"})
+    _analyzed(h, first)
+    assert h.engine.get(first).title == "Check the files (dry run)"
+    page = logged_in.get(f"/jobs/{first}").get_data(as_text=True)
+    assert 'id="drift-link"' in page and 'href="/drift"' in page
+    # "Converge the files" with "Check only" ticked, and the API's check of it: the same check
+    second = _start(logged_in, "files", {"limit": "beta", "check": "1"})
+    _analyzed(h, second)
+    r = logged_in.post("/api/v1/jobs", json={"playbook": "files", "check": True, "limit": "alpha"}, headers=token)
+    assert r.status_code == 201, r.get_json()
+    third = r.get_json()["id"]
+    _analyzed(h, third)
+    # and the schedule's check of the converge
+    s = parse_schedule({"id": "files-nightly", "playbook": "files", "cron": "0 3 * * *", "limit": "beta"})
+    fourth = h.drift.check_schedule(s)
+    _analyzed(h, fourth)
+    for job_id in (second, third, fourth):
+        assert h.engine.get(job_id).title == "Check the files (dry run)", job_id
+        assert h.engine.get(job_id).check
+
+    # one drift state per host, whichever way the check came; all four on the Drift page
+    states = {(st.host, st.playbook): st for st in h.drift.states()}
+    assert set(states) == {("alpha", "files"), ("beta", "files")}, set(states)
+    assert all(st.state == "drifted" for st in states.values())
+    assert {st.last_job_id for st in states.values()} == {third, fourth}
+    drift_page = logged_in.get("/drift").get_data(as_text=True)
+    for job_id in (first, second, third, fourth):
+        assert f'href="/jobs/{job_id}"' in drift_page, job_id
+    assert 'data-fix="alpha"' in drift_page and 'data-fix="beta"' in drift_page
+
+    # the fix is titled as a fix of the drifted host, not "Converge the files"
+    form = logged_in.get("/drift").get_data(as_text=True)
+    r = logged_in.post("/drift/fix", data={"playbook": "files", "host": "alpha", "csrf_token": csrf_from(form)})
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+    fix = int(r.headers["Location"].rsplit("/", 1)[1])
+    assert h.engine.wait(fix, timeout=300).status == "successful"
+    assert h.engine.get(fix).title == "Fix drift on alpha (Converge the files)"
+    assert (tmp_path / "managed" / "alpha" / "managed-alpha.txt").is_file()
+    assert not (tmp_path / "managed" / "beta" / "managed-beta.txt").exists(), "a check changed beta"
+    dashboard = logged_in.get("/").get_data(as_text=True)
+    assert "Fix drift on alpha (Converge the files)" in dashboard and "Check the files (dry run)" in dashboard
+
+
+def test_the_cli_runs_from_the_repository_root_with_headed_tables_plain_logs_and_says_when_empty(
+    settings: Settings, server_factory: Any, tmp_path: Path
+) -> None:
+    server = server_factory(
+        settings, extra_env={"HOMELAB_SCHEDULER": "0", "HOMELAB_SCHEDULES": str(settings.schedules)}
+    ).start()
+    env = {"HOMELAB_URL": server.url, "HOMELAB_VAR_DIR": str(settings.var_dir), "PATH": "/usr/bin:/bin"}
+
+    def homelab(*args: str) -> subprocess.CompletedProcess[str]:
+        # ./homelab from the repository root, no .venv/bin on PATH; stdout is a pipe, not a terminal
+        return subprocess.run(["./homelab", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    for args, says in (
+        (("jobs",), "no job has run yet"),
+        (("drift", "status"), "no drift check has run yet: homelab drift check"),
+        (("drift", "schedules"), "no schedule"),
+        (("drift", "history"), "no drift recorded yet"),
+    ):
+        out = homelab(*args)
+        assert out.returncode == 0 and out.stdout.strip() == says, (args, out.stdout, out.stderr)
+    out = homelab("catalog")
+    assert out.returncode == 0 and out.stdout.splitlines()[0].split() == ["ID", "CATEGORY", "RISK", "TITLE"]
+    assert re.search(r"^bounce\s+operate\s+disruptive\s+Bounce the test service$", out.stdout, re.M), out.stdout
+
+    # a disruptive run needs --confirm; with it, it runs
+    out = homelab("run", "bounce", "-p", f"bounce_dir={tmp_path}", "-l", "alpha")
+    assert out.returncode != 0 and "confirm" in out.stderr, out.stderr
+    out = homelab("run", "bounce", "-p", f"bounce_dir={tmp_path}", "-l", "alpha", "--confirm")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "bounced-alpha.txt").is_file()
+    out = homelab("run", "skips", "-p", f"skips_dir={tmp_path}", "-l", "beta")
+    job_id = int(re.search(r"^job (\d+):", out.stderr, re.M)[1])  # type: ignore[index]
+    assert "\x1b[" not in out.stdout and "TASK [skippy : Write the marker (changed)]" in out.stdout
+
+    # logs into a pipe: the same text without a colour code; the server stored them coloured
+    logs = homelab("logs", str(job_id))
+    assert logs.returncode == 0 and "\x1b" not in logs.stdout
+    assert "changed: [beta]" in logs.stdout and "PLAY RECAP" in logs.stdout
+    # to a terminal it keeps ansible's colours
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["./homelab", "logs", str(job_id)], cwd=ROOT, env=env, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0 and b"\x1b[" in seen and b"PLAY RECAP" in seen
+    out = homelab("jobs")
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["JOB", "STATUS", "PLAYBOOK", "TITLE", "HOSTS", "BY", "CREATED"], lines
+    assert len(lines) == 3, lines
+    assert re.match(rf"{job_id}\s+successful\s+skips\s+Many skipped tasks\s+beta\s", lines[1]), lines
+    out = homelab("jobs", "--status", "canceled")
+    assert out.stdout.strip() == "no job matches", out.stdout

@@ -512,6 +512,27 @@ class _NoInventory(HostResolver):
 _NO_INVENTORY = _NoInventory()
 
 
+def check_variant(catalog: Catalog, entry_id: str) -> Entry | None:
+    """The check-only entry of the same playbook that needs no parameter ("Check site (dry run)" for
+    "site"), the entry itself when it is one; None when the catalog has none."""
+    entry = catalog.get(entry_id)
+    if entry.forced_check:
+        return entry
+    return next(
+        (e for e in catalog.entries.values() if e.playbook == entry.playbook and e.forced_check and not e.parameters),
+        None,
+    )
+
+
+def job_title(catalog: Catalog, spec: JobSpec) -> str:
+    """A job's title, named as what it is: a check of "site" is "Check site (dry run)" (or "Deploy
+    site (check only)" when the catalog has no check entry for it), never "Deploy site"."""
+    if not spec.check or spec.entry.forced_check:
+        return spec.entry.title
+    variant = check_variant(catalog, spec.entry.id)
+    return variant.title if variant is not None else f"{spec.entry.title} (check only)"
+
+
 def run_variant(catalog: Catalog, entry_id: str) -> str | None:
     """The catalog entry that converges the same playbook for real (the entry itself unless it is check-only)."""
     entry = catalog.get(entry_id)

@@ -27,6 +27,14 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 
 
+def _plain(text: str) -> str:
+    """Output for where it goes: ansible's colours for a terminal, plain text for a file or a pipe."""
+    from homelab.ansi import strip_ansi
+
+    text = text.replace("\r\n", "\n")
+    return text if sys.stdout.isatty() else strip_ansi(text)
+
+
 def _registry(inventory: Path) -> Any:
     from homelab.registry import Registry, RegistryError
 
@@ -212,7 +220,7 @@ def _follow(client: Client, job_id: int) -> int:
     status = "unknown"
     for event, data in client.stream(job_id):
         if event == "output" and data.get("stdout"):
-            sys.stdout.write(data["stdout"].replace("\r\n", "\n") + "\n")
+            sys.stdout.write(_plain(data["stdout"]) + "\n")
             sys.stdout.flush()
         elif event == "end":
             status = data["status"]
@@ -228,23 +236,46 @@ def _drift(client: Client, args: argparse.Namespace) -> int:
         body = client.json("GET", "/api/v1/drift")
         if not body["states"]:
             print("no drift check has run yet: homelab drift check")
-        for st in body["states"]:
-            extra = st["reason"] if st["state"] == "unknown" else "; ".join(t["task"] for t in st["tasks"])
-            print(f"{st['host']:<24} {st['playbook']:<14} {st['state']:<8} since {st['since']}  {extra}"[:200])
+            return 0
+        rows = [
+            [
+                st["host"],
+                st["playbook"],
+                st["state"],
+                st["since"] or "-",
+                (st["reason"] if st["state"] == "unknown" else "; ".join(t["task"] for t in st["tasks"]))[:100] or "-",
+            ]
+            for st in body["states"]
+        ]
+        print(_table(rows, ["HOST", "PLAYBOOK", "STATE", "SINCE", "WHY / WHAT WOULD CHANGE"]))
         return 1 if body["summary"]["drifted"] else 0
     if cmd == "schedules":
         body = client.json("GET", "/api/v1/drift/schedules")
         if body["error"]:
             print(f"schedules file: {body['error']}", file=sys.stderr)
-        for s in body["schedules"]:
-            print(
-                f"{s['id']:<20} {s['playbook']:<14} {s['when']:<22} {s['limit'] or 'every host':<20} "
-                f"{'next ' + str(s['next_run']) if s['enabled'] else 'disabled'}"
-            )
+        if not body["schedules"]:
+            print("no schedule" + (" (the schedules file cannot be read)" if body["error"] else ""))
+            return 0
+        rows = [
+            [
+                s["id"],
+                s.get("action") or "check",
+                s["playbook"],
+                f"{s['in_words']} ({s['when']})" if s.get("in_words") and s["in_words"] != s["when"] else s["when"],
+                s["limit"] or "every host",
+                str(s["next_run"] or "-") if s["enabled"] else "disabled",
+            ]
+            for s in body["schedules"]
+        ]
+        print(_table(rows, ["SCHEDULE", "ACTION", "PLAYBOOK", "WHEN", "LIMIT", "NEXT RUN"]))
         return 0
     if cmd == "history":
-        for e in client.json("GET", "/api/v1/drift/history"):
-            print(f"{e['host']:<24} {e['started_at']}  {e['resolved_at'] or 'open':<27} {', '.join(e['tasks'])[:100]}")
+        episodes = client.json("GET", "/api/v1/drift/history")
+        if not episodes:
+            print("no drift recorded yet")
+            return 0
+        rows = [[e["host"], e["started_at"], e["resolved_at"] or "open", ", ".join(e["tasks"])[:100]] for e in episodes]
+        print(_table(rows, ["HOST", "STARTED", "RESOLVED", "TASKS"]))
         return 0
     if cmd == "check":
         what = args.what or "site"
@@ -438,8 +469,12 @@ def main(argv: list[str] | None = None) -> int:
 
     client = Client(settings)
     if args.cmd == "catalog":
-        for e in client.json("GET", "/api/v1/catalog"):
-            print(f"{e['id']:<24} {e['category']:<9} {e['risk']:<15} {e['title']}")
+        entries = client.json("GET", "/api/v1/catalog")
+        if not entries:
+            print("the catalog lists no playbook")
+            return 0
+        rows = [[e["id"], e["category"], e["risk"], e["title"]] for e in entries]
+        print(_table(rows, ["ID", "CATEGORY", "RISK", "TITLE"]))
         return 0
     if args.cmd == "drift":
         return _drift(client, args)
@@ -470,23 +505,38 @@ def main(argv: list[str] | None = None) -> int:
             + (f"&status={args.status}" if args.status else "")
             + (f"&playbook={args.playbook}" if args.playbook else "")
         )
-        for job in client.json("GET", "/api/v1/jobs" + q):
-            print(
-                f"{job['id']:>6}  {job['status']:<10} {job['playbook']:<20} {','.join(job['hosts'])[:30]:<30} "
-                f"{job['created_by']:<8} {job['created_at']}"
-            )
+        jobs = client.json("GET", "/api/v1/jobs" + q)
+        if not jobs:
+            print("no job matches" if args.status or args.playbook else "no job has run yet")
+            return 0
+        rows = [
+            [
+                str(job["id"]),
+                job["status"],
+                job["playbook"],
+                job["title"],
+                ",".join(job["hosts"])[:30],
+                job["created_by"],
+                job["created_at"],
+            ]
+            for job in jobs
+        ]
+        print(_table(rows, ["JOB", "STATUS", "PLAYBOOK", "TITLE", "HOSTS", "BY", "CREATED"]))
         return 0
     if args.cmd == "logs":
         if args.follow:
             return _follow(client, args.job)
-        after = 0
+        after, printed = 0, False
         while True:
             events = client.json("GET", f"/api/v1/jobs/{args.job}/events?after={after}")
             if not events:
+                if not printed:
+                    print(f"job {args.job} has no output yet", file=sys.stderr)
                 return 0
             for ev in events:
                 if ev["stdout"]:
-                    print(ev["stdout"].replace("\r\n", "\n"))
+                    print(_plain(ev["stdout"]))
+                    printed = True
             after = events[-1]["seq"]
     if args.cmd == "cancel":
         res = client.json("POST", f"/api/v1/jobs/{args.job}/cancel")

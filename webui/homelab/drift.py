@@ -94,16 +94,20 @@ class DriftService:
     def check(
         self, playbook: str, limit: str = "", actor: str = "", source: str = "web", schedule_id: str = ""
     ) -> tuple[Job, bool]:
-        """Start a drift check, or return the one already queued/running on any of these hosts (False)."""
+        """Start a drift check, or return the one already queued/running on any of these hosts (False).
+        A check-only entry ("Check site (dry run)", from the catalog) is the same check as one of its
+        playbook's converge ("site", from a schedule): recorded under the converge's id, so both reach
+        the same drift state, history and fix."""
         entry = self.catalog.get(playbook)
         spec = self.catalog.prepare(entry.id, {}, limit, check=True, diff=True, inventory=self.inventory)
+        checked = run_variant(self.catalog, entry.id) or entry.id
         with self._lock:
-            running = self._active_check(entry.id, set(spec.hosts))
+            running = self._active_check(checked, set(spec.hosts))
             if running is not None:
                 return running, False
             job = self.engine.submit(spec, actor, source, requested_limit=limit)
             with self.store.session.begin() as s:
-                s.add(DriftRun(job_id=job.id, playbook=entry.id, schedule_id=schedule_id))
+                s.add(DriftRun(job_id=job.id, playbook=checked, schedule_id=schedule_id))
         if self.engine.get(job.id).status in FINAL_STATES:
             self._on_finished(job.id)  # it ended before its DriftRun row existed
         return job, True
@@ -146,7 +150,8 @@ class DriftService:
         tags = self.tags_for([t for st in states for t in st.tasks or []])
         limit = ",".join(st.host for st in states)
         spec = self.catalog.prepare(run_id, {}, limit, inventory=self.inventory, tags=list(tags))
-        job = self.engine.submit(spec, actor, source, requested_limit=limit)
+        title = f"Fix drift on {', '.join(st.host for st in states)} ({spec.entry.title})"
+        job = self.engine.submit(spec, actor, source, requested_limit=limit, title=title[:200])
         with self._lock:
             self._fixes[job.id] = (entry.id, actor)
         return job

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from ansible_runner import Runner
 from sqlalchemy import select, update
 
-from homelab.catalog import Catalog, JobSpec, ValidationError
+from homelab.catalog import Catalog, JobSpec, ValidationError, job_title
 from homelab.inventory import Inventory
 from homelab.jobs.events import rows_of, write_rows
 from homelab.jobs.retention import prune_artifacts
@@ -163,14 +163,21 @@ class JobEngine:
 
     # ---------------------------------------------------------------- public API
     def submit(
-        self, spec: JobSpec, actor: str, source: str = "web", rerun_of: int | None = None, requested_limit: str = ""
+        self,
+        spec: JobSpec,
+        actor: str,
+        source: str = "web",
+        rerun_of: int | None = None,
+        requested_limit: str = "",
+        title: str = "",
     ) -> Job:
-        """Record a validated job as queued and start it when its hosts and a slot are free."""
+        """Record a validated job as queued and start it when its hosts and a slot are free. Its
+        title says what it is (a check is a check: homelab.catalog.job_title) unless one is given."""
         marker = pysecrets.token_hex(16)
         with self.store.session.begin() as s:
             job = Job(
                 playbook=spec.entry.id,
-                title=spec.entry.title,
+                title=title or job_title(self.catalog, spec),
                 params=spec.masked_params(),
                 limit=spec.limit,
                 requested_limit=requested_limit,

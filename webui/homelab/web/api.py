@@ -48,6 +48,9 @@ def start_job() -> Any:
     limit = body.get("limit") or ""
     playbook = body.get("playbook")
     params = json_numbers(h.catalog.entries.get(playbook) if isinstance(playbook, str) else None, body.get("params"))
+    entry = h.catalog.entries.get(playbook) if isinstance(playbook, str) else None
+    if entry is not None and not entry.parameters and not params and (body.get("check") is True or entry.forced_check):
+        return _start_check(entry.id, body)
     try:
         spec = h.catalog.prepare(
             playbook, params, limit, check=body.get("check", False), diff=body.get("diff", False), inventory=h.inventory
@@ -78,6 +81,26 @@ def start_job() -> Any:
         | ({"confirmed": True} if spec.entry.needs_confirm else {}),
     )
     return jsonify(job.as_dict()), 201, {"Location": f"/api/v1/jobs/{job.id}"}
+
+
+def _start_check(entry_id: str, body: dict[str, Any]) -> Any:
+    """A check of a catalog entry is a drift check, as from a schedule (homelab.drift): its result
+    reaches the Drift page; a check already running on these hosts is answered with 200."""
+    h = homelab()
+    enforce(start_job_schema(h.catalog.get(entry_id), groups_of(h.inventory)), {**body, "playbook": entry_id})
+    limit = body.get("limit") or ""
+    try:
+        job, started = h.drift.check(entry_id, limit, current_user() or "", request_source())
+    except ValidationError as exc:
+        audit("drift.check", entry_id, {"limit": limit}, outcome=f"refused: {exc}"[:200])
+        raise
+    audit(
+        "drift.check",
+        f"job {job.id} ({entry_id})",
+        {"limit": limit},
+        outcome="ok" if started else f"already running as job {job.id}",
+    )
+    return jsonify(job.as_dict()), 201 if started else 200, {"Location": f"/api/v1/jobs/{job.id}"}
 
 
 @bp.get("/jobs")

@@ -331,8 +331,9 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
                     ],
                 ),
                 "post": op(
-                    "Start a catalog playbook (validated before anything runs)",
-                    {"201": job, "400": r400, "403": r403, "404": r404, "409": r409, "413": r413},
+                    "Start a catalog playbook (validated before anything runs); a check of an entry without"
+                    " parameters is a drift check (its result reaches the Drift page; 200: one already runs there)",
+                    {"200": job, "201": job, "400": r400, "403": r403, "404": r404, "409": r409, "413": r413},
                     requestBody=body(ref("StartJob")),
                 ),
             },

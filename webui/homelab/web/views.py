@@ -23,7 +23,7 @@ from homelab.catalog import CATEGORIES, ValidationError, require_confirm
 from homelab.joboutput import shown_output
 from homelab.refused import refused_outcome, refused_params
 from homelab.states import FINAL_STATES, STATES
-from homelab.store import AuditEntry, Job
+from homelab.store import AuditEntry, DriftRun, Job
 from homelab.web.auth import audit, current_user, request_source
 from homelab.web.context import homelab
 from homelab.web.inputs import whole_number
@@ -156,6 +156,8 @@ def entry(entry_id: str) -> Any:
         limit = request.form.get("limit", "")
         check, diff = bool(request.form.get("check")), bool(request.form.get("diff"))
         confirmed = bool(request.form.get("confirm"))
+        if not e.parameters and (check or e.forced_check):
+            return _start_check(e.id, limit)
         try:
             spec = h.catalog.prepare(e.id, params, limit, check=check, diff=diff, inventory=h.inventory)
             require_confirm(e, confirmed)
@@ -177,6 +179,25 @@ def entry(entry_id: str) -> Any:
             )
             return redirect(url_for("views.job", job_id=job.id))
     return render_template("entry.html", e=e, error=error, values=values, groups=_groups_for(e)), 400 if error else 200
+
+
+def _start_check(entry_id: str, limit: str) -> Any:
+    """A check from the catalog ("Check site (dry run)", or any entry with "Check only") is a drift
+    check like a scheduled one: its result reaches the Drift page; one already running there is shown."""
+    h = homelab()
+    try:
+        job, started = h.drift.check(entry_id, limit, current_user() or "", request_source())
+    except ValidationError as exc:
+        audit("drift.check", entry_id, {"limit": limit}, outcome=f"refused: {exc}"[:200])
+        e = h.catalog.get(entry_id)
+        return render_template("entry.html", e=e, error=str(exc), values={}, groups=_groups_for(e)), exc.status
+    audit(
+        "drift.check",
+        f"job {job.id} ({entry_id})",
+        {"limit": limit},
+        outcome="ok" if started else f"already running as job {job.id}",
+    )
+    return redirect(url_for("views.job", job_id=job.id))
 
 
 def _groups_for(e: Any) -> list[str]:
@@ -219,9 +240,12 @@ def job(job_id: int) -> Any:
         j = h.engine.get(job_id)
     except ValidationError as exc:
         abort(404, description=str(exc))
+    with h.store.session() as s:
+        drift_run = s.get(DriftRun, job_id)
     return render_template(
         "job.html",
         job=j,
+        drift_run=drift_run,
         recaps=h.engine.recaps(job_id),
         results=h.engine.task_results(job_id),
         # without the bare timestamp lines skipped tasks leave (homelab.joboutput)
