@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,16 @@ def ansible_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def inventory_copy(src: Path, dest: Path) -> Path:
+    """A copy of an inventory to test against; a vault.yml.example beside it becomes its vault.yml
+    (the production inventory's vault is not in git: the contract tests read the example's values)."""
+    shutil.copytree(src, dest)
+    example = dest / "group_vars" / "all" / "vault.yml.example"
+    if example.exists():
+        shutil.copy(example, example.with_name("vault.yml"))
+    return dest
 
 
 def resolve(inventory: Path, expr: str, root: Path = ROOT) -> Any:

@@ -9,25 +9,20 @@ in the inventory: none falls through as "no registry service matches".
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from labenv import ROOT, resolve
+from labenv import ROOT, inventory_copy, resolve
 
 SEED = ROOT / "tests" / "fixtures" / "seed-compose.unified.yml"
 
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("prod") / "production"
-    shutil.copytree(ROOT / "inventory" / "production", dest)
-    vault = dest / "group_vars" / "all" / "vault.yml"
-    shutil.copy(vault.with_name("vault.yml.example"), vault)
-    return dest
+    return inventory_copy(ROOT / "inventory" / "production", tmp_path_factory.mktemp("prod") / "production")
 
 
 @pytest.fixture(scope="module")

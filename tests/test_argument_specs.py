@@ -90,6 +90,8 @@ CASES = [
     ("vnc_desktop", {"vnc_desktop_enabled": True}, "vnc_desktop_password", "vault"),
     ("twingate_connector", {"twingate_connector_enabled": True}, "twingate_connector_access_token", "vault"),
     ("preflight", {"preflight_min_free_gb": "plenty"}, "preflight_min_free_gb", "int"),
+    ("adopt", {"adopt_overrides": ["code-server"]}, "adopt_overrides", "dict"),
+    ("adopt", {"adopt_plan_only": "perhaps"}, "adopt_plan_only", "bool"),
 ]
 
 

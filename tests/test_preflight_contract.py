@@ -9,7 +9,6 @@ role installs the distribution's docker.io, so Docker's docker-ce and containerd
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import yaml
 
 from homelab.registry import Registry
 
-from labenv import ROOT, resolve
+from labenv import ROOT, inventory_copy, resolve
 
 ZONES = ("rig-city.com", "evindrake.net", "scarletredjoker.com")
 EXPRESSIONS = (
@@ -49,11 +48,7 @@ def _resolve(inventory: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    dest = tmp_path_factory.mktemp("prod") / "production"
-    shutil.copytree(ROOT / "inventory" / "production", dest)
-    vault = dest / "group_vars" / "all" / "vault.yml"
-    shutil.copy(vault.with_name("vault.yml.example"), vault)
-    return dest
+    return inventory_copy(ROOT / "inventory" / "production", tmp_path_factory.mktemp("prod") / "production")
 
 
 @pytest.fixture(scope="module")

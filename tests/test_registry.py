@@ -22,7 +22,7 @@ import yaml
 from homelab.catalog import Catalog
 from homelab.registry import Registry, RegistryError, check_entries, data_dirs
 
-from labenv import ROOT, ansible_env, resolve
+from labenv import ROOT, ansible_env, inventory_copy, resolve
 
 SEED_DOMAINS = {
     "bot.rig-city.com",
@@ -35,20 +35,13 @@ SEED_DOMAINS = {
     "host.evindrake.net",
     "home.evindrake.net",
 }
-INTERNAL_ROLES = {"compose_service", "node_app", "preflight"}  # not services: included by other roles or a check
-
-
-def _copy_inventory(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest)
-    example = dest / "group_vars" / "all" / "vault.yml.example"
-    if example.exists():
-        shutil.copy(example, example.with_name("vault.yml"))
-    return dest
+# not services: included by other roles, a check, or an operation with its own catalog entries
+INTERNAL_ROLES = {"compose_service", "node_app", "preflight", "adopt"}
 
 
 @pytest.fixture(scope="module")
 def production(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _copy_inventory(ROOT / "inventory" / "production", tmp_path_factory.mktemp("prod") / "production")
+    return inventory_copy(ROOT / "inventory" / "production", tmp_path_factory.mktemp("prod") / "production")
 
 
 def _dashboard(inventory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -294,7 +287,7 @@ def test_a_domain_claimed_by_two_enabled_services_is_refused() -> None:
 def test_the_site_refuses_a_bad_entry_before_any_task_runs(tmp_path: Path) -> None:
     """A real site.yml run on the production inventory where two services claim one domain: the
     first play stops, naming the service and field, before any host is contacted."""
-    inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
+    inv = inventory_copy(ROOT / "inventory" / "production", tmp_path / "production")
     (inv / "group_vars" / "all" / "zz-broken.yml").write_text(
         "---\nn8n_domain: plex.evindrake.net\n"
     )  # two services, one domain
@@ -326,7 +319,7 @@ def test_where_says_where_every_enabled_service_answers(production: Path, tmp_pa
     lists the Caddy site files, of which there are none here)."""
     import sys
 
-    inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
+    inv = inventory_copy(ROOT / "inventory" / "production", tmp_path / "production")
     (inv / "host_vars").mkdir()
     (inv / "host_vars" / "homelab-server.yml").write_text(
         yaml.safe_dump(
@@ -373,7 +366,7 @@ def test_where_says_where_every_enabled_service_answers(production: Path, tmp_pa
 def test_a_broken_registry_leaves_the_catalog_loaded_and_its_service_choices_refused(tmp_path: Path) -> None:
     from homelab.catalog import ValidationError
 
-    inv = _copy_inventory(ROOT / "inventory" / "production", tmp_path / "production")
+    inv = inventory_copy(ROOT / "inventory" / "production", tmp_path / "production")
     (inv / "group_vars" / "all" / "zz-broken.yml").write_text("---\nn8n_domain: not a domain\n")
     cat = Catalog(ROOT / "playbooks" / "catalog.yml", registry=Registry(inv))
     assert "n8n.domains: 'not a domain' is not a domain name" in cat.registry_error

@@ -37,7 +37,7 @@ def test_masking_hides_secret_keys_known_values_and_inline_assignments():
 
 # Roles that are not services: those only other roles include (their tasks/main.yml refuses to run on
 # its own), and preflight (a read-only check, the catalog's "preflight").
-INTERNAL_ROLES = {"compose_service", "node_app", "preflight"}
+INTERNAL_ROLES = {"compose_service", "node_app", "preflight", "adopt"}  # no service: included, a check, an operation
 
 
 def test_the_real_catalog_lists_site_each_role_and_check_variants():
