@@ -1,6 +1,7 @@
 """The settings page, /settings: what this server is configured with and where each thing is set,
 for a newcomer who asks "where do notifications go, which model does Jarvis use, what does Jarvis
-do on its own?". It only shows; each setting says where it is changed.
+do on its own?". Each setting says where it is changed; the one it edits is Jarvis's mode per rule
+(one line of the rules file, validated, audited: jarvis.config.set_rule_mode), the rest is read-only.
 
 Secrets never reach the page: a notification channel is its kind, its host and where it is set
 (a Discord webhook's path is its credential, an ntfy topic is as good as a password), the LLM
@@ -13,9 +14,10 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from homelab.notify import CHANNELS, ENV
+from homelab.web.auth import audit
 from homelab.web.context import homelab
 
 bp = Blueprint("settings", __name__)
@@ -112,4 +114,31 @@ def page() -> Any:
         rules_error=rules_error,
         catalog=h.catalog.entries,
         settings=h.settings,
+        saved=request.args.get("saved") if any(r.id == request.args.get("saved") for r in rules) else None,
     )
+
+
+@bp.post("/settings/jarvis/rules/<rule_id>/mode")
+def rule_mode(rule_id: str) -> Any:
+    """Set one Jarvis rule's mode (auto, approve, off) in the rules file, then reload Jarvis's rules."""
+    from jarvis.config import MODES, RulesError, set_rule_mode
+
+    h = homelab()
+    if h.jarvis is None:
+        abort(404, description="Jarvis is turned off on this server (HOMELAB_JARVIS=0)")
+    rule = h.jarvis.rules.rule(rule_id)
+    if rule is None:
+        abort(404, description=f"Jarvis has no rule '{rule_id[:64]}'")
+    mode = request.form.get("mode", "")
+    if mode not in MODES:
+        audit("jarvis.rule_mode", rule.id, {"mode": mode[:20]}, outcome=f"refused: mode must be one of {MODES}")
+        abort(400, description=f"mode must be one of {', '.join(MODES)}")
+    path = h.jarvis.js.rules_path
+    try:
+        before = set_rule_mode(path, rule.id, mode)
+    except (RulesError, OSError) as exc:
+        audit("jarvis.rule_mode", rule.id, {"mode": mode}, outcome=f"refused: {exc}"[:300])
+        abort(409, description=str(exc))
+    h.jarvis.reload_rules()
+    audit("jarvis.rule_mode", rule.id, {"before": before, "after": mode, "file": path.name})
+    return redirect(url_for("settings.page", saved=rule.id, _anchor="settings-modes"))
