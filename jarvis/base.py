@@ -119,6 +119,10 @@ class JarvisBase:
             log.error("jarvis: rules not loaded, Jarvis only diagnoses: %s", exc)
             return RulesFile(self.js.rules_path, (), Safety(), Checks())
 
+    def reload_rules(self) -> None:
+        """Read the rules file again (after the settings page changed a mode)."""
+        self.rules = self._load_rules()
+
     def start(self) -> None:
         self._worker = threading.Thread(target=self._work, name="homelab-jarvis", daemon=True)
         self._worker.start()

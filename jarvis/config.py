@@ -316,6 +316,66 @@ def load_rules(path: Path, env: dict[str, str] | None = None) -> RulesFile:
     return RulesFile(path=path, rules=tuple(rules), safety=safety, checks=checks)
 
 
+def set_rule_mode(path: Path, rule_id: str, mode: str) -> str:
+    """Change one rule's mode in the rules file and return the mode it had (the settings page's editor).
+
+    Only that rule's `mode:` line changes (or is added after its id): the file is edited as text, so
+    its comments stay, and the result must load as the same rules with that one mode changed, else
+    RulesError and nothing is written. Written to a temporary file beside it, then os.replace."""
+    import dataclasses
+    import tempfile
+
+    if mode not in MODES:
+        raise RulesError(f"mode must be one of {', '.join(MODES)}, not {str(mode)[:20]!r}")
+    current = load_rules(path)
+    rule = current.rule(rule_id) if isinstance(rule_id, str) else None
+    if rule is None:
+        raise RulesError(f"there is no rule '{str(rule_id)[:64]}' in {path.name}")
+    word = f'"{mode}"' if mode == "off" else mode  # YAML 1.1 reads a bare off as false
+    lines = path.read_text().splitlines(keepends=True)
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if re.match(rf"^(\s*)-\s+id:\s*[\"']?{re.escape(rule.id)}[\"']?\s*(#.*)?$", line)
+    ]
+    if len(starts) != 1:
+        raise RulesError(f"rule '{rule.id}' is not written as '- id: {rule.id}' on a line of its own: edit {path.name}")
+    start = starts[0]
+    dash = len(lines[start]) - len(lines[start].lstrip())
+    end = len(lines)
+    for i in range(start + 1, len(lines)):
+        text = lines[i].strip()
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        if text and not text.startswith("#") and indent <= dash:
+            end = i
+            break
+    at = [i for i in range(start + 1, end) if re.match(r"^\s+mode\s*:", lines[i])]
+    if len(at) > 1:
+        raise RulesError(f"rule '{rule.id}' sets mode twice: edit {path.name}")
+    if at:
+        head, _, tail = lines[at[0]].rstrip("\r\n").partition(":")
+        m = re.match(r"^(\s*)[\"']?[a-z]+[\"']?(\s*(#.*)?)$", tail)
+        if m is None:
+            raise RulesError(f"rule '{rule.id}': its mode line is not plain: edit {path.name}")
+        lines[at[0]] = f"{head}:{m[1] or ' '}{word}{m[2]}\n"
+    else:
+        lines.insert(start + 1, f"{' ' * (dash + 2)}mode: {word}\n")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".yml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(lines))
+        new = load_rules(Path(tmp))
+        expected = tuple(dataclasses.replace(r, mode=mode) if r.id == rule.id else r for r in current.rules)
+        if new.rules != expected or new.safety != current.safety or new.checks != current.checks:
+            raise RulesError(f"changing rule '{rule.id}' would change more than its mode: edit {path.name}")
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return rule.mode
+
+
 @dataclass(frozen=True)
 class JarvisSettings:
     """Jarvis's part of the environment (secrets are read here and never stored or shown)."""

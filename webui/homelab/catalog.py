@@ -28,6 +28,9 @@ JINJA_RE = re.compile(r"\{\{|\{%|\{#|\}\}|%\}|#\}|#jinja2:", re.I)
 # A secret shorter than this could not be masked in output without masking ordinary text.
 SECRET_MIN_LENGTH = 8
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Where a form finds values to offer for a text parameter (still validated as typed): `suggest: backups`
+# offers the backup ids the store knows from finished backup and list_backups jobs (homelab.backups).
+SUGGESTIONS = ("backups",)
 
 
 class ValidationError(ValueError):
@@ -57,6 +60,7 @@ class Parameter:
     max_length: int = 256
     secret: bool = False
     enum_note: str = ""  # why an enum from the service registry is empty (the registry cannot be read)
+    suggest: str = ""  # a form offers values from here (SUGGESTIONS); the value is validated as any other
 
     def coerce(self, raw: Any) -> Any:
         """The value as the playbook should see it, or ValidationError."""
@@ -371,6 +375,9 @@ class Catalog:
             raise CatalogError(f"{where}: enum parameter {name} lists no values")
         if spec.get("pattern"):
             re.compile(spec["pattern"])
+        suggest = str(spec.get("suggest") or "")
+        if suggest and (suggest not in SUGGESTIONS or ptype != "string"):
+            raise CatalogError(f"{where}: parameter {name}: suggest must be one of {SUGGESTIONS} on a string parameter")
         p = Parameter(
             name=name,
             type=ptype,
@@ -384,6 +391,7 @@ class Catalog:
             max_length=int(spec.get("max_length", 256)),
             secret=bool(spec.get("secret", False)),
             enum_note=str(spec.get("enum_note") or ""),
+            suggest=suggest,
         )
         if p.default is not None:
             try:

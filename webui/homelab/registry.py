@@ -278,6 +278,8 @@ class Registry:
     def _stamp(self) -> float:
         newest = 0.0
         paths = [self.inventory] + list(self.roles.glob("*/defaults/main.yml"))
+        if not self.inventory.is_dir():  # a file inventory: Ansible reads the group_vars/ and host_vars/ beside it
+            paths += [self.inventory.parent / "group_vars", self.inventory.parent / "host_vars"]
         for base in paths:
             files = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
             for f in files:

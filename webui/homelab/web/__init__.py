@@ -27,7 +27,7 @@ from homelab.schedule.runner import Scheduler, run_playbook_handler
 from homelab.settings import Settings
 from homelab.status import StatusService
 from homelab.store import Store
-from homelab.web import api, auth, service_page, services, views
+from homelab.web import api, auth, service_page, services, settings_page, views
 from homelab.web import drift as drift_views
 from homelab.web.context import Homelab, homelab  # noqa: F401 (re-exported)
 from homelab.web.inputs import IdConverter
@@ -119,6 +119,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(services.api_bp)
     app.register_blueprint(service_page.bp)
+    app.register_blueprint(settings_page.bp)
     app.register_blueprint(drift_views.bp)
     app.register_blueprint(drift_views.api_bp)
     from homelab.web import jarvis as jarvis_views

@@ -1,7 +1,8 @@
 """A service's own page, /services/<name>: its status tiles, its containers, the buttons that apply
 to it (deploy, check, restart, roll back: catalog entries through the one engine, a disruptive one
 only once confirmed), its logs tail (the read-only `logs` catalog entry), its recent jobs, its drift
-and Jarvis's findings about it. The name is looked up in the service registry and is only ever
+and Jarvis's findings about it, and its on/off switch (`<role>_enabled` in the inventory,
+homelab.switch; switching off asks first). The name is looked up in the service registry and is only ever
 data: an unknown one is a 404, and nothing from the request reaches a template as template text."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from homelab.registry import Service
 from homelab.states import FINAL_STATES
 from homelab.status import age_text
 from homelab.store import Job
+from homelab.switch import SwitchError, inventory_base, not_switchable, switch, target, variable
 from homelab.web.auth import audit, current_user, request_source
 from homelab.web.context import homelab
 from homelab.web.jobstream import sse
@@ -171,7 +173,28 @@ def _findings(svc: Service) -> list[Any] | None:
     ][:50]
 
 
-def _page(svc: Service, confirm: dict[str, Any] | None = None, logs_error: str = "", code: int = 200) -> Any:
+def _switch(svc: Service) -> dict[str, Any]:
+    """The on/off switch as the page shows it: whether it applies, the variable and the file it writes."""
+    registry = homelab().inventory.registry
+    path = target(registry.inventory, svc)
+    base = inventory_base(registry.inventory)
+    return {
+        "why_not": not_switchable(svc, registry.roles),
+        "variable": variable(svc),
+        "file": str(path.relative_to(base)) if path.is_relative_to(base) else path.name,
+        "inventory": registry.inventory.name,
+        "stops": ", ".join(svc.containers) or svc.project or svc.name,
+        "keeps": ", ".join([*svc.data, *(f"database {d}" for d in svc.databases)]),
+    }
+
+
+def _page(
+    svc: Service,
+    confirm: dict[str, Any] | None = None,
+    logs_error: str = "",
+    code: int = 200,
+    confirm_off: bool = False,
+) -> Any:
     h = homelab()
     status = h.status.one(svc.name) if h.status is not None and svc.enabled and svc.domains else None
     if status is not None:
@@ -196,6 +219,10 @@ def _page(svc: Service, confirm: dict[str, Any] | None = None, logs_error: str =
             logs_values={k: request.form.get(k, "") for k in ("lines", "since")} if request.method == "POST" else {},
             drift=_drift(svc.name),
             findings=_findings(svc),
+            switch=_switch(svc),
+            confirm_off=confirm_off,
+            switched=request.args.get("switched") if request.args.get("switched") in ("on", "off") else None,
+            site_entry=h.catalog.entries.get("site"),
         ),
         code,
     )
@@ -311,3 +338,40 @@ def logs(name: str) -> Any:
         "job.start", f"job {job.id} ({LOGS})", {"params": job.params, "limit": "", "from": f"service page {svc.name}"}
     )
     return redirect(url_for("service_page.page", name=svc.name, logs=job.id, _anchor="logs"))
+
+
+@bp.post("/<name>/enabled")
+def enabled(name: str) -> Any:
+    """Switch the service on or off in the inventory (value=true|false); off asks first (confirm=1 writes).
+    Nothing runs: the page then offers the deploy that applies it."""
+    h = homelab()
+    svc = _service(name)
+    raw = request.form.get("value", "")
+    if raw not in ("true", "false"):
+        audit("service.switch", svc.name, {"value": raw[:20]}, outcome="refused: the value must be true or false")
+        abort(400, description="the value must be true or false")
+    why = not_switchable(svc, h.inventory.registry.roles)
+    if why:
+        audit("service.switch", svc.name, {"value": raw}, outcome=f"refused: {why}"[:200])
+        abort(409, description=why)
+    if raw == "false" and request.form.get("confirm") != "1":
+        return _page(svc, confirm_off=True)
+    try:
+        done = switch(h.inventory.registry, svc.name, raw)
+    except SwitchError as exc:
+        audit("service.switch", svc.name, {"value": raw}, outcome=f"refused: {exc}"[:300])
+        abort(exc.status, description=str(exc))
+    base = inventory_base(h.inventory.registry.inventory)
+    audit(
+        "service.switch",
+        f"{svc.name} {'on' if done.value else 'off'}",
+        {
+            "variable": done.variable,
+            "value": done.value,
+            "before": done.before,
+            "file": str(done.path.relative_to(base)) if done.path.is_relative_to(base) else done.path.name,
+            "created": done.created,
+        },
+    )
+    h.catalog.refresh()
+    return redirect(url_for("service_page.page", name=svc.name, switched="on" if done.value else "off"))

@@ -19,6 +19,8 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
+from homelab.backups import LIST as LIST_BACKUPS
+from homelab.backups import known_backups
 from homelab.catalog import CATEGORIES, ValidationError, require_confirm
 from homelab.joboutput import shown_output
 from homelab.refused import refused_outcome, refused_params
@@ -178,7 +180,24 @@ def entry(entry_id: str) -> Any:
                 | ({"confirmed": True} if e.needs_confirm else {}),
             )
             return redirect(url_for("views.job", job_id=job.id))
-    return render_template("entry.html", e=e, error=error, values=values, groups=_groups_for(e)), 400 if error else 200
+    return render_template(
+        "entry.html", e=e, error=error, values=values, groups=_groups_for(e), suggested=_suggestions(e)
+    ), 400 if error else 200
+
+
+def _suggestions(e: Any) -> dict[str, Any]:
+    """parameter name -> what its form offers (`suggest:` in the catalog): the known backups, and the
+    newest list_backups job they come from, with the entry that refreshes it."""
+    out: dict[str, Any] = {}
+    for p in e.parameters:
+        if p.suggest == "backups":
+            known = known_backups(homelab().store)
+            out[p.name] = {
+                "options": known.backups,
+                "list_job": known.list_job,
+                "refresh": homelab().catalog.entries.get(LIST_BACKUPS),
+            }
+    return out
 
 
 def _start_check(entry_id: str, limit: str) -> Any:

@@ -1,0 +1,175 @@
+"""A service switched on or off from its page (/services/<name>): the app factory with a real store,
+the real catalog and a temporary copy of the production inventory (vault.yml.example as its vault),
+its service registry resolved by Ansible. What is asserted is what lands in the inventory file,
+the audit log and the registry read back from that inventory; a refused request leaves every file
+of the inventory byte-identical."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import select
+
+from homelab.registry import Registry
+from homelab.settings import Settings
+from homelab.store import AuditEntry, Job
+from homelab.switch import SwitchError, edited
+
+from webui_helpers import ADMIN_PASSWORD, ROOT, csrf_from
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from homelab.web import create_app, stop_app
+
+    inventory = tmp_path / "production"
+    shutil.copytree(ROOT / "inventory" / "production", inventory)
+    shutil.copy(inventory / "group_vars" / "all" / "vault.yml.example", inventory / "group_vars" / "all" / "vault.yml")
+    var = tmp_path / "var"
+    var.mkdir()
+    (tmp_path / "schedules.yml").write_text("schedules: []\n")
+    settings = Settings.from_env(
+        {
+            "HOMELAB_VAR_DIR": str(var),
+            "HOMELAB_INVENTORY": str(inventory),
+            "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
+            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
+            "HOMELAB_SCHEDULER": "0",
+            "HOMELAB_JARVIS": "0",
+        }
+    )
+    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    app = create_app(settings, start_engine=False)
+    app.config["TESTING"] = True
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
+    assert r.status_code == 302
+    try:
+        yield app, client, inventory
+    finally:
+        stop_app(app, timeout=30)
+
+
+def _files(inventory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(inventory)): p.read_bytes() for p in sorted(inventory.rglob("*")) if p.is_file()}
+
+
+def _audits(app: Any) -> list[AuditEntry]:
+    with app.extensions["homelab"].store.session() as s:
+        return list(s.scalars(select(AuditEntry).where(AuditEntry.action == "service.switch").order_by(AuditEntry.id)))
+
+
+def test_switching_a_service_off_writes_its_inventory_file_audits_and_the_registry_reads_it_back(site: Any) -> None:
+    app, client, inventory = site
+    n8n = inventory / "group_vars" / "all" / "n8n.yml"
+    before = n8n.read_text()
+    page = client.get("/services/n8n").get_data(as_text=True)
+    assert 'id="switch-form"' in page and "n8n_enabled" in page and "group_vars/all/n8n.yml" in page
+    csrf = csrf_from(page)
+
+    # "off" asks first, saying what stops and what stays; nothing is written yet
+    r = client.post("/services/n8n/enabled", data={"csrf_token": csrf, "value": "false"})
+    assert r.status_code == 200
+    ask = r.get_data(as_text=True)
+    assert 'id="confirm-off"' in ask and "n8n.evindrake.net" in ask and "/opt/homelab/n8n" in ask
+    assert n8n.read_text() == before
+
+    r = client.post("/services/n8n/enabled", data={"csrf_token": csrf, "value": "false", "confirm": "1"})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/services/n8n?switched=off")
+    after = n8n.read_text()
+    assert after == before.replace("n8n_enabled: true", "n8n_enabled: false")  # that line only, comments kept
+    assert Registry(inventory).union()["n8n"].enabled is False
+    (row,) = _audits(app)
+    assert row.target == "n8n off" and row.outcome == "ok" and row.actor == "admin"
+    assert row.params["variable"] == "n8n_enabled" and row.params["value"] is False and row.params["before"] is True
+    assert row.params["file"] == "group_vars/all/n8n.yml"
+
+    # the page says so and offers the deploy that applies it (the site converge: deploy_service refuses a disabled one)
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'id="switched"' in page and 'href="/catalog/site"' in page and "is <strong>off</strong>" in page
+
+    # and on again: the one-service deploy is offered, and it starts a deploy_service job for n8n
+    r = client.post("/services/n8n/enabled", data={"csrf_token": csrf_from(page), "value": "true"})
+    assert r.status_code == 302
+    assert n8n.read_text() == before
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert 'id="switch-deploy"' in page and 'name="entry" value="deploy_service"' in page
+    r = client.post("/services/n8n/run", data={"csrf_token": csrf_from(page), "entry": "deploy_service"})
+    assert r.status_code == 302
+    with app.extensions["homelab"].store.session() as s:
+        job = s.scalars(select(Job).order_by(Job.id.desc())).first()
+    assert job is not None and job.playbook == "deploy_service" and job.params == {"service": "n8n"}
+    assert [a.target for a in _audits(app)] == ["n8n off", "n8n on"]
+
+
+def test_a_refused_switch_is_a_4xx_and_leaves_the_inventory_byte_identical(site: Any) -> None:
+    app, client, inventory = site
+    files = _files(inventory)
+    csrf = csrf_from(client.get("/services/n8n").get_data(as_text=True))
+    cases = [
+        ("/services/nosuch/enabled", {"csrf_token": csrf, "value": "false", "confirm": "1"}, 404),
+        ("/services/n8n/enabled", {"csrf_token": csrf, "value": "maybe", "confirm": "1"}, 400),
+        ("/services/n8n/enabled", {"csrf_token": csrf, "value": "{{ 7*7 }}", "confirm": "1"}, 400),
+        ("/services/n8n/enabled", {"csrf_token": csrf, "confirm": "1"}, 400),
+        ("/services/n8n/enabled", {"value": "false", "confirm": "1"}, 403),
+        ("/services/n8n/enabled", {"csrf_token": "forged", "value": "false", "confirm": "1"}, 403),
+        ("/services/postgres/enabled", {"csrf_token": csrf, "value": "false", "confirm": "1"}, 409),
+        ("/services/caddy/enabled", {"csrf_token": csrf, "value": "false", "confirm": "1"}, 409),
+    ]
+    for path, data, status in cases:
+        r = client.post(path, data=data)
+        assert r.status_code == status, (path, data, r.get_data(as_text=True)[:300])
+        assert "{{" not in r.get_data(as_text=True) or status == 403
+    assert _files(inventory) == files
+    assert all(a.outcome.startswith("refused") for a in _audits(app))
+    page = client.get("/services/postgres").get_data(as_text=True)
+    assert 'id="switch-why"' in page and "platform service" in page and 'id="switch-form"' not in page
+
+
+def test_a_service_whose_switch_is_also_set_elsewhere_is_refused_naming_the_file(site: Any) -> None:
+    app, client, inventory = site
+    vault = inventory / "group_vars" / "all" / "vault.yml"
+    vault.write_text(vault.read_text() + "plex_enabled: true\n")
+    files = _files(inventory)
+    csrf = csrf_from(client.get("/services/plex").get_data(as_text=True))
+    r = client.post("/services/plex/enabled", data={"csrf_token": csrf, "value": "false", "confirm": "1"})
+    assert r.status_code == 409
+    assert "group_vars/all/vault.yml" in r.get_data(as_text=True)
+    assert _files(inventory) == files
+    (row,) = _audits(app)
+    assert row.outcome.startswith("refused") and "vault.yml" in row.outcome
+
+
+def test_an_encrypted_file_that_cannot_be_read_is_refused_rather_than_guessed(site: Any) -> None:
+    app, client, inventory = site
+    (inventory / "host_vars").mkdir()
+    (inventory / "host_vars" / "homelab-server.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162636465\n")
+    files = _files(inventory)
+    from homelab.switch import conflicts
+
+    svc = Registry(inventory).union()["plex"]
+    assert conflicts(inventory, svc, inventory / "group_vars" / "all" / "plex.yml") == [
+        "host_vars/homelab-server.yml (encrypted, and it cannot be read here to tell)"
+    ]
+    assert _files(inventory) == files
+
+
+def test_the_edit_changes_one_line_or_appends_one_and_refuses_an_expression() -> None:
+    text = "---\n# a comment\nn8n_domain: x.test\nn8n_enabled: yes   # on\nn8n_port: 5678\n"
+    assert edited(text, "n8n_enabled", False) == (
+        "---\n# a comment\nn8n_domain: x.test\nn8n_enabled: false   # on\nn8n_port: 5678\n",
+        True,
+    )
+    assert edited("---\nn8n_domain: x.test", "n8n_enabled", True) == (
+        "---\nn8n_domain: x.test\nn8n_enabled: true\n",
+        None,
+    )
+    for bad in ('n8n_enabled: "{{ other }}"\n', "n8n_enabled: true\nn8n_enabled: false\n", "- a\n", "a: [\n"):
+        with pytest.raises(SwitchError):
+            edited(bad, "n8n_enabled", False)
