@@ -72,13 +72,16 @@ def test_the_service_history_api_answers_buckets_of_24h_or_7d_and_refuses_anythi
     plex = client.get("/api/v1/services/plex/history?range=7d").get_json()
     assert plex["buckets"] == [] and plex["containers"][0]["name"] == "plex"  # probed never, its container seen
 
+    quiet = client.get("/api/v1/services/git_sync/history")  # no domain, never probed: a service all the same
+    assert quiet.status_code == 200 and (quiet.get_json()["buckets"], quiet.get_json()["containers"]) == ([], [])
+
     for bad in ("", "1h", "24H", "7 d", "30d", "24h,7d", "%0A24h"):
         r = client.get(f"/api/v1/services/n8n/history?range={bad}")
         assert r.status_code == 400 and r.get_json()["field"] == "range", bad
         assert "24h, 7d" in r.get_json()["error"]
     for name in ("nosuch", "N8N", "{{7*7}}"):
         r = client.get(f"/api/v1/services/{name}/history?range=24h")
-        assert r.status_code == 404 and "not an enabled service" in r.get_json()["error"], name
+        assert r.status_code == 404 and "not a service of this homelab" in r.get_json()["error"], name
 
 
 def test_the_host_history_api_answers_cpu_memory_and_disk_buckets(site: Any) -> None:  # noqa: F811
@@ -152,6 +155,12 @@ def test_the_pages_draw_with_the_vendored_uplot_and_their_tables_hold_the_sample
     plex = client.get("/services/plex").get_data(as_text=True)
     plex = plex[plex.index('id="service-history"') : plex.index('id="containers"')]
     assert plex.count('class="muted">No samples yet.</td>') == 2 and "plex on alpha" in plex
+
+    # a service with no domain: only its containers' restarts (none seen yet)
+    quiet = client.get("/services/git_sync").get_data(as_text=True)
+    quiet = quiet[quiet.index('id="service-history"') : quiet.index('id="containers"')]
+    assert 'data-chart="restarts"' in quiet and 'data-chart="response"' not in quiet and 'data-chart="up"' not in quiet
+    assert 'class="muted">No samples yet.</td>' in quiet
 
     home = client.get("/").get_data(as_text=True)
     assert '<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>' in home

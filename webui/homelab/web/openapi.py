@@ -188,7 +188,7 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
 
     r400, r401 = err("the request is malformed or the catalog refuses it"), err("no valid API token or session")
     r403 = err("a browser session sent no CSRF token (X-CSRF-Token); tokens need none")
-    r404, r409 = err("no such job, playbook, drift check or service"), err("the current state does not allow it")
+    r404, r409 = err("no such job, playbook, drift check, service or host"), err("the current state does not allow it")
     r413 = err("the body is larger than the server accepts")
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
     job = ok("the job", ref("Job"))

@@ -237,7 +237,7 @@ def _page(svc: Service, confirm: dict[str, Any] | None = None, logs_error: str =
     facts = getattr(h, "facts", None)
     logs_entry = h.catalog.entries.get(LOGS)
     history = None
-    if status is not None and h.status is not None:
+    if h.status is not None:
         history = service_history(h.store, svc.name, RANGES["24h"], h.status.clock())
     return (
         render_template(

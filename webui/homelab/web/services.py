@@ -74,9 +74,15 @@ def service(name: str) -> Any:
 
 @api_bp.get("/services/<name>/history")
 def service_chart(name: str) -> Any:
-    """The service's probes of the range in buckets, and its containers' restarts: what its charts draw."""
+    """The service's probes of the range in buckets, and its containers' restarts: what its charts draw.
+    Any service of the registry: one without a domain is never probed, but its containers are seen."""
     status = _status()
-    _probed(status, name)
+    try:
+        known = name in homelab().inventory.registry.union()
+    except Exception as exc:  # a broken inventory or registry entry: say why, never a traceback
+        raise ValidationError(f"the service registry cannot be read: {str(exc)[:300]}", status=409) from None
+    if not known:
+        raise ValidationError(f"'{name[:64]}' is not a service of this homelab (GET /api/v1/services)", 404)
     r = _range()
     return jsonify(service_history(homelab().store, name, r, status.clock()))
 
