@@ -124,6 +124,22 @@ def test_the_status_cycle_thins_probes_older_than_24h_to_one_row_per_5_minutes_a
     # again: nothing left to thin; a late probe in a thinned bucket is merged with its rollup
     cycle.cycle()
     assert cycle.last["thinned"] == 0
+    # a lone probe behind the cutoff becomes a rollup of one (no probe's own row stays to be read again)
+    lone = cutoff - dt.timedelta(hours=5, minutes=58)
+    with store.session.begin() as s:
+        s.add(_probe("grafana", lone, "up", 11.0))
+    cycle.cycle()
+    with store.session() as s:
+        [one] = s.scalars(select(ServiceSample).where(ServiceSample.service == "grafana")).all()
+        raw_left = s.scalar(select(func.count()).where(ServiceSample.at < cutoff, ServiceSample.samples.is_(None)))
+    assert (one.at, one.samples, one.up_samples, one.response_samples, one.response_ms_max) == (
+        bucket_start(lone, 300),
+        1,
+        1,
+        1,
+        11.0,
+    )
+    assert raw_left == 0 and cycle.last["thinned"] == 0
     late = cutoff - dt.timedelta(minutes=3)
     with store.session.begin() as s:
         s.add(_probe("plex", late, "down", None))
@@ -142,7 +158,8 @@ def test_the_retention_still_deletes_what_is_older_than_the_retention(settings: 
         s.add(_probe("n8n", NOW - dt.timedelta(days=6), "up", 10.0))
     StatusService(settings, store, lambda: [], clock=lambda: NOW).cycle()
     with store.session() as s:
-        assert s.scalars(select(ServiceSample.at)).all() == [NOW - dt.timedelta(days=6)]
+        # the 8-day-old one gone; the 6-day-old one kept, as a rollup of one at the start of its 5 minutes
+        assert s.scalars(select(ServiceSample.at)).all() == [bucket_start(NOW - dt.timedelta(days=6), 300)]
     assert [b["samples"] for b in service_history(store, "n8n", RANGES["7d"], NOW)["buckets"]] == [1]
 
 

@@ -179,17 +179,18 @@ def thin_cutoff(now: dt.datetime) -> dt.datetime:
     return bucket_start(now - THIN_AFTER, THIN_STEP)
 
 
-def _crowded(rows: Iterable[Any], key: Any) -> list[list[Any]]:
-    """The groups (by series and 5-minute bucket) that hold more than one row."""
+def _groups(rows: Iterable[Any], key: Any) -> list[list[Any]]:
+    """The rows by series and 5-minute bucket (in the order they came)."""
     groups: dict[tuple[Any, dt.datetime], list[Any]] = defaultdict(list)
     for r in rows:
         groups[(key(r), bucket_start(r.at, THIN_STEP))].append(r)
-    return [g for g in groups.values() if len(g) > 1]
+    return list(groups.values())
 
 
 def thin_service_samples(s: Session, now: dt.datetime) -> int:
-    """Merge each service's probes of every 5 minutes before the cutoff into one rollup row; returns
-    how many rows went. Reads only the buckets that still hold a probe's own row."""
+    """Merge each service's probes of every 5 minutes before the cutoff into one rollup row (a lone
+    probe too, so that no probe's own row stays behind the cutoff and the next pass reads only the
+    buckets that passed it since); returns how many rows went."""
     cutoff = thin_cutoff(now)
     raw = s.execute(
         select(ServiceSample.service, ServiceSample.at).where(
@@ -206,7 +207,9 @@ def thin_service_samples(s: Session, now: dt.datetime) -> int:
         .order_by(ServiceSample.at, ServiceSample.id)
     ).all()
     gone = 0
-    for group in _crowded(rows, lambda r: r.service):
+    for group in _groups(rows, lambda r: r.service):
+        if len(group) == 1 and group[0].samples is not None:
+            continue  # a rollup already
         s.add(_rollup(group))
         for r in group:
             s.delete(r)
@@ -251,14 +254,14 @@ def thin_facts_samples(s: Session, now: dt.datetime) -> int:
     since = cutoff - THIN_AFTER  # a pass runs at least daily: older buckets were thinned already
     hosts = s.scalars(select(HostSample).where(HostSample.at >= since, HostSample.at < cutoff)).all()
     gone: list[int] = []
-    for group in _crowded(hosts, lambda r: r.host):
+    for group in _groups(hosts, lambda r: r.host):
         keep = max(group, key=lambda r: (r.at, r.id))
         gone += [r.id for r in group if r is not keep]
     if gone:
         s.execute(delete(HostSample).where(HostSample.id.in_(gone)))
     boxes = s.scalars(select(ContainerSample).where(ContainerSample.at >= since, ContainerSample.at < cutoff)).all()
     gone_boxes: list[int] = []
-    for group in _crowded(boxes, lambda r: (r.host, r.service, r.name)):
+    for group in _groups(boxes, lambda r: (r.host, r.service, r.name)):
         keep = max(group, key=lambda r: (r.restart_count or 0, r.at, r.id))
         gone_boxes += [r.id for r in group if r is not keep]
     if gone_boxes:
