@@ -178,3 +178,20 @@ def test_the_pages_draw_with_the_vendored_uplot_and_their_tables_hold_the_sample
     readme = (VENDOR / "README.md").read_text()
     assert "uplot@1.6.32" in readme and re.search(r"sha256: `[0-9a-f]{64}`", readme)
     assert "MIT" in (VENDOR / "LICENSE").read_text()
+
+
+def test_the_chart_colours_are_readable_on_the_cosmic_theme() -> None:
+    """Axis text (WCAG AA, 4.5:1) and the series' lines (non-text contrast, 3:1) of static/charts.js
+    on the theme's darkest panel and backgrounds (cosmic.css)."""
+    from test_webui_units import _contrast
+
+    static = ROOT / "webui" / "homelab" / "web" / "static"
+    js = (static / "charts.js").read_text()
+    var = dict(re.findall(r"--([a-z0-9-]+):\s*(#[0-9a-fA-F]{6})", (static / "cosmic.css").read_text()))
+    axis = re.search(r'var AXIS = "(#[0-9a-f]{6})"', js).group(1)  # type: ignore[union-attr]
+    colours = re.findall(r"#[0-9a-f]{6}", re.search(r"var COLOURS = \[(.*?)\];", js).group(1))  # type: ignore[union-attr]
+    assert axis == var["muted"] and len(colours) >= 4
+    for bg in (var["space"], var["space-2"], var["panel-solid"]):
+        assert _contrast(axis, bg) >= 4.5, (axis, bg)
+        for c in [*colours, "#6ee7a8"]:  # the up bars' outline too
+            assert _contrast(c, bg) >= 3.0, (c, bg)
