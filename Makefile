@@ -17,7 +17,7 @@ PYTHON_LINT = ruff check . && ruff format --check . && mypy
 # The repository's YAML files, tracked or new: `yamllint .` would walk .venv's collections (minutes).
 YAML_FILES = $(shell git ls-files --cached --others --exclude-standard -- '*.yml' '*.yaml')
 
-.PHONY: run converge bench bench-converge bench-drift bench-jarvis browser test check venv host lab-images lab-up lab-down lint molecule pytest lock clean
+.PHONY: vendor run converge bench bench-converge bench-drift bench-jarvis browser test check venv host lab-images lab-up lab-down lint molecule pytest lock clean
 
 run: venv lab-up  ## the web UI (job engine, catalog, live output) on the lab inventory, http://127.0.0.1:8080
 	source $(LAB_ENV) && ansible-playbook lab/prepare.yml
@@ -77,6 +77,9 @@ lint: venv  ## yamllint, ruff, mypy and ansible-lint
 	yamllint -s $(YAML_FILES)
 	$(PYTHON_LINT)
 	ansible-lint
+
+vendor:  ## re-vendor the web UI's static libraries (uPlot) from the npm registry, sha256-checked (the result is committed)
+	lab/vendor-static.sh
 
 lock:  ## re-pin requirements.lock from requirements.in
 	python3 -m venv /tmp/homelab-lock && /tmp/homelab-lock/bin/pip install -q -r requirements.in

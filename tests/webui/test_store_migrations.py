@@ -221,14 +221,16 @@ def test_a_postgresql_store_from_before_migrations_is_upgraded_in_place(postgres
 
 
 def test_a_store_with_samples_that_lost_its_version_is_upgraded_again_keeping_them(tmp_path):
-    """0003 and 0004 create only what is missing, like the baseline: a store at the head whose
-    alembic_version is gone runs every revision again and keeps the status and facts cycles' samples."""
+    """0003, 0004 and 0005 create only what is missing, like the baseline: a store at the head whose
+    alembic_version is gone runs every revision again and keeps the status and facts cycles' samples
+    (a rollup's columns too)."""
     from homelab.store import ContainerSample, HostSample, ServiceSample
 
     url = f"sqlite:///{tmp_path / 'homelab.db'}"
     store = Store(url)
     with store.session.begin() as s:
         s.add(ServiceSample(service="n8n", status="up", http_status=200, response_ms=12.5, tls_days_left=60.0))
+        s.add(ServiceSample(service="plex", status="down", samples=5, up_samples=4, response_ms_max=99.0))
         s.add(HostSample(host="alpha", cpu_percent=7.5, mem_total=16 * 2**30, disk_free=5 * 2**40))
         s.add(ContainerSample(host="alpha", service="n8n", name="n8n", state="running", image="n8nio/n8n:1"))
     with store.engine.begin() as conn:
@@ -238,9 +240,57 @@ def test_a_store_with_samples_that_lost_its_version_is_upgraded_again_keeping_th
     again = Store(url)
     assert _revision(again) == migrations.head() and _diffs(again) == []
     with again.session() as s:
-        [row] = s.scalars(select(ServiceSample)).all()
+        [row, rollup] = s.scalars(select(ServiceSample).order_by(ServiceSample.id)).all()
         assert (row.service, row.status, row.http_status, row.response_ms) == ("n8n", "up", 200, 12.5)
+        assert (rollup.samples, rollup.up_samples, rollup.response_ms_max) == (5, 4, 99.0)
         [host] = s.scalars(select(HostSample)).all()
         assert (host.host, host.cpu_percent, host.mem_total, host.disk_free) == ("alpha", 7.5, 16 * 2**30, 5 * 2**40)
         [box] = s.scalars(select(ContainerSample)).all()
         assert (box.service, box.state, box.image, box.restart_count) == ("n8n", "running", "n8nio/n8n:1", 0)
+
+
+def test_a_store_at_0004_gets_the_rollup_columns_keeping_its_samples_as_one_probe_each(tmp_path):
+    """0005 adds the service samples' rollup columns (NULL: a probe's own row); the samples of a store
+    at 0004 stay what they were, one probe each, and a rollup can be stored next to them."""
+    import datetime as dt
+
+    from sqlalchemy import create_engine
+
+    from homelab.history import RANGES, service_history
+    from homelab.store import ServiceSample
+
+    url = f"sqlite:///{tmp_path / 'homelab.db'}"
+    old = create_engine(url)
+    with old.begin() as conn:
+        migrations.command.upgrade(migrations.config(conn), "0004")
+        conn.exec_driver_sql(
+            "INSERT INTO service_samples (service, at, status, url, http_status, response_ms, error) "
+            "VALUES ('n8n', '2026-12-02 10:00:10', 'up', 'https://n8n.test/', 200, 40.0, ''), "
+            "('n8n', '2026-12-02 10:01:10', 'down', 'https://n8n.test/', NULL, NULL, 'refused')"
+        )
+    assert {c["name"] for c in inspect(old).get_columns("service_samples")}.isdisjoint({"samples", "up_samples"})
+    old.dispose()
+
+    store = Store(url)
+
+    assert _revision(store) == migrations.head() and _diffs(store) == []
+    columns = {c["name"] for c in inspect(store.engine).get_columns("service_samples")}
+    assert {"samples", "up_samples", "response_samples", "response_ms_max"} <= columns
+    with store.session.begin() as s:
+        rows = s.scalars(select(ServiceSample).order_by(ServiceSample.id)).all()
+        assert [(r.status, r.samples, r.as_dict()["samples"]) for r in rows] == [("up", None, 1), ("down", None, 1)]
+        s.add(
+            ServiceSample(
+                service="n8n",
+                at=dt.datetime(2026, 12, 2, 10, 5),
+                status="up",
+                response_ms=30.0,
+                samples=5,
+                up_samples=5,
+                response_samples=5,
+                response_ms_max=70.0,
+            )
+        )
+    [hour] = service_history(store, "n8n", RANGES["7d"], dt.datetime(2026, 12, 2, 12, 0))["buckets"]
+    assert (hour["samples"], hour["up_fraction"], hour["status"]) == (7, round(6 / 7, 4), "down")
+    assert (hour["response_ms_mean"], hour["response_ms_max"]) == (round((40 + 5 * 30) / 6, 2), 70.0)

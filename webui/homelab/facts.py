@@ -10,7 +10,7 @@ Why it is built this way:
   holder only; the samples are taken from any `facts` job that ends successfully in this process
   (engine.on_finished), so a run started by hand from the catalog refreshes them too.
 - Samples are kept as long as the service samples (HOMELAB_STATUS_RETENTION_DAYS); each ingest
-  deletes older ones.
+  deletes older ones and thins those older than 24 h to one per 5 minutes (homelab.history).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, Callable, Protocol
 
 from sqlalchemy import delete, func, select
 
+from homelab.history import thin_facts_samples
 from homelab.settings import Settings
 from homelab.store import ContainerSample, HostSample, Store, iso_z, rowcount, utcnow
 
@@ -137,6 +138,7 @@ class FactsService:
             s.add_all([*hosts, *boxes])
             gone = rowcount(s.execute(delete(HostSample).where(HostSample.at < cutoff)))
             gone += rowcount(s.execute(delete(ContainerSample).where(ContainerSample.at < cutoff)))
+            gone += thin_facts_samples(s, now)  # one row per host (container) per 5 min past 24 h
         log.info(
             "facts: %d host(s), %d container(s) from job %s; %d old sample(s) deleted",
             len(hosts),

@@ -11,7 +11,8 @@ Why it is built this way:
 - Status rules: up = the expected HTTP status; degraded = it answers, but with a 5xx or another
   unexpected status, or its certificate expires within TLS_DEGRADED_DAYS; down = no answer
   (refused, timeout, a certificate that does not verify); unknown = never probed.
-- Samples are kept for the retention the settings say (7 days); each cycle deletes older ones.
+- Samples are kept for the retention the settings say (7 days); each cycle deletes older ones and
+  merges those older than 24 h into one row per 5 minutes (homelab.history, which the charts read).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 from sqlalchemy import delete, func, select
 
+from homelab.history import thin_service_samples
 from homelab.probes import FRONT_PAGE_OK, HttpProbe, TlsProbe, probe_http, probe_tls
 from homelab.registry import Service
 from homelab.settings import Settings
@@ -156,8 +158,10 @@ class StatusService:
         with self.store.session.begin() as s:
             s.add_all(samples)
             deleted = rowcount(s.execute(delete(ServiceSample).where(ServiceSample.at < cutoff)))
+            thinned = thin_service_samples(s, self.clock())  # one row per 5 min past 24 h
         seconds = time.monotonic() - started
         self.last = {"at": self.clock(), "seconds": round(seconds, 3), "services": len(targets), "deleted": deleted}
+        self.last["thinned"] = thinned
         log.info(
             "status: %d service(s) in %.2fs: %s",
             len(targets),
@@ -177,13 +181,19 @@ class StatusService:
         latest: dict[str, ServiceSample] = {}
         if names:
             with self.store.session() as s:
+                # the newest by time, not by id: a rollup of old probes (homelab.history) gets a new id
                 newest = (
-                    select(func.max(ServiceSample.id).label("id"))
+                    select(ServiceSample.service, func.max(ServiceSample.at).label("at"))
                     .where(ServiceSample.service.in_(names))
                     .group_by(ServiceSample.service)
                     .subquery()
                 )
-                for row in s.scalars(select(ServiceSample).join(newest, ServiceSample.id == newest.c.id)):
+                newest_rows = s.scalars(
+                    select(ServiceSample)
+                    .join(newest, (ServiceSample.service == newest.c.service) & (ServiceSample.at == newest.c.at))
+                    .order_by(ServiceSample.id)
+                )
+                for row in newest_rows:
                     latest[row.service] = row
         now = self.clock()
         rows = [self._row(t, latest.get(t.name), now) for t in targets]

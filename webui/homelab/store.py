@@ -282,7 +282,8 @@ class DriftEpisode(Base):
 
 class ServiceSample(Base):
     """One observation of a service by the status cycle (homelab.status): an HTTP and a TLS probe
-    from the controller. Kept for the retention the settings say, then deleted."""
+    from the controller; past 24 h, one row per 5 minutes (a rollup). Kept for the retention the
+    settings say, then deleted."""
 
     __tablename__ = "service_samples"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -294,6 +295,13 @@ class ServiceSample(Base):
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     tls_days_left: Mapped[float | None] = mapped_column(Float, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")  # why not up, as the probe said it
+    # A rollup (homelab.history.thin_service_samples: the probes of 5 minutes older than 24 h as one
+    # row, at the start of those 5 minutes, its status the worst, response_ms their mean) says what it
+    # stands for; all four are None on a probe's own row.
+    samples: Mapped[int | None] = mapped_column(Integer, nullable=True)  # how many probes
+    up_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)  # how many of them were up
+    response_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)  # how many had a response time
+    response_ms_max: Mapped[float | None] = mapped_column(Float, nullable=True)  # the slowest one
     __table_args__ = (Index("ix_service_samples_service_at", "service", "at"),)
 
     def as_dict(self) -> dict[str, Any]:
@@ -306,6 +314,7 @@ class ServiceSample(Base):
             "response_ms": self.response_ms,
             "tls_days_left": self.tls_days_left,
             "error": self.error,
+            "samples": self.samples or 1,
         }
 
 

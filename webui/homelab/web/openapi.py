@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 
 from homelab import __version__, catalog
 from homelab.catalog import SECRET_MIN_LENGTH, Entry, Parameter, ValidationError
+from homelab.history import RANGES
 from homelab.states import SOURCES as JOB_SOURCES
 from homelab.states import STATES
 from homelab.status import STATUSES
@@ -187,7 +188,7 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
 
     r400, r401 = err("the request is malformed or the catalog refuses it"), err("no valid API token or session")
     r403 = err("a browser session sent no CSRF token (X-CSRF-Token); tokens need none")
-    r404, r409 = err("no such job, playbook, drift check or service"), err("the current state does not allow it")
+    r404, r409 = err("no such job, playbook, drift check, service or host"), err("the current state does not allow it")
     r413 = err("the body is larger than the server accepts")
     ref = lambda name: {"$ref": f"#/components/schemas/{name}"}
     job = ok("the job", ref("Job"))
@@ -280,7 +281,90 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
     sample = {
         "type": "object",
         "required": ["service", "observed_at", "status"],
-        "properties": {"service": {"type": "string"}, "url": {"type": "string"}, **status_fields},
+        "properties": {
+            "service": {"type": "string"},
+            "url": {"type": "string"},
+            **status_fields,
+            "samples": {"type": "integer", "description": "how many probes it stands for (past 24 h: 5 minutes')"},
+        },
+    }
+    bucket_head = {
+        "start": {"type": "string", "description": "the bucket's start (ISO 8601, UTC; 5 min or 1 h long)"},
+        "samples": {"type": "integer", "description": "samples in the bucket"},
+    }
+    series_head = {
+        "range": {"type": "string", "enum": list(RANGES)},
+        "bucket_seconds": {"type": "integer", "enum": sorted({r.step for r in RANGES.values()})},
+        "from": {"type": "string"},
+        "to": {"type": "string"},
+    }
+    percent = {"type": ["number", "null"], "minimum": 0}
+    service_history = {
+        "type": "object",
+        "required": ["service", "range", "bucket_seconds", "from", "to", "buckets", "containers"],
+        "properties": {
+            "service": {"type": "string"},
+            **series_head,
+            "buckets": array(
+                {
+                    "type": "object",
+                    "required": ["start", "samples", "up_fraction", "status", "response_ms_mean", "response_ms_max"],
+                    "properties": {
+                        **bucket_head,
+                        "up_fraction": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                        "status": {"type": "string", "enum": list(STATUSES), "description": "the worst of the bucket"},
+                        "response_ms_mean": {**number, "description": "of the probes that had an answer"},
+                        "response_ms_max": {**number, "description": "the slowest probe"},
+                    },
+                }
+            ),
+            "containers": array(
+                {
+                    "type": "object",
+                    "required": ["host", "name", "buckets"],
+                    "properties": {
+                        "host": {"type": "string"},
+                        "name": {"type": "string"},
+                        "buckets": array(
+                            {
+                                "type": "object",
+                                "required": ["start", "restart_count"],
+                                "properties": {
+                                    "start": {"type": "string"},
+                                    "restart_count": {"type": "integer", "description": "the most Docker counted"},
+                                },
+                            }
+                        ),
+                    },
+                }
+            ),
+        },
+    }
+    host_history = {
+        "type": "object",
+        "required": ["host", "range", "bucket_seconds", "from", "to", "buckets"],
+        "properties": {
+            "host": {"type": "string"},
+            **series_head,
+            "buckets": array(
+                {
+                    "type": "object",
+                    "required": ["start", "samples", "cpu_percent", "mem_percent", "disk_percent"],
+                    "properties": {
+                        **bucket_head,
+                        "cpu_percent": {**percent, "description": "mean"},
+                        "mem_percent": {**percent, "description": "mean"},
+                        "disk_percent": {**percent, "description": "mean"},
+                    },
+                }
+            ),
+        },
+    }
+    range_param = {
+        "name": "range",
+        "in": "query",
+        "schema": {"type": "string", "enum": list(RANGES), "default": "24h"},
+        "description": "24h: 5-minute buckets; 7d: 1-hour buckets",
     }
     return {
         "openapi": "3.1.0",
@@ -302,6 +386,8 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
                 "StartJob": {"oneOf": [start_job_schema(e, groups) for e in catalog_entries]},
                 "ServiceStatus": service_status,
                 "ServiceSample": sample,
+                "ServiceHistory": service_history,
+                "HostHistory": host_history,
             },
         },
         "security": [{"bearer": []}],
@@ -436,6 +522,32 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
                             "schema": {"type": "string", "pattern": HISTORY_PATTERN},
                             "description": "a span: a number and s, m, h or d (90m, 24h, 7d)",
                         },
+                    ],
+                )
+            },
+            "/api/v1/services/{name}/history": {
+                "get": op(
+                    "A service's history for its charts: its probes of the range in buckets (mean and slowest "
+                    "response, fraction up, worst status), its containers' restarts",
+                    {
+                        "200": ok("the buckets, oldest first", ref("ServiceHistory")),
+                        "400": r400,
+                        "404": r404,
+                        "409": r409,
+                    },
+                    parameters=[
+                        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                        range_param,
+                    ],
+                )
+            },
+            "/api/v1/hosts/{host}/history": {
+                "get": op(
+                    "A host's history for its charts: CPU, memory and disk use of the range in buckets (means)",
+                    {"200": ok("the buckets, oldest first", ref("HostHistory")), "400": r400, "404": r404, "409": r409},
+                    parameters=[
+                        {"name": "host", "in": "path", "required": True, "schema": {"type": "string"}},
+                        range_param,
                     ],
                 )
             },

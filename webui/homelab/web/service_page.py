@@ -1,9 +1,10 @@
 """A service's own page, /services/<name>: its status tiles, its containers, the buttons that apply
 to it (deploy, check, restart, roll back: catalog entries through the one engine, a disruptive one
-only once confirmed), its logs tail (the read-only `logs` catalog entry), its recent jobs, its drift
-and Jarvis's findings about it, and its on/off switch (`<role>_enabled` in the inventory,
-homelab.switch; switching off asks first). The name is looked up in the service registry and is only ever
-data: an unknown one is a 404, and nothing from the request reaches a template as template text."""
+only once confirmed), its history charts (response time, up/down, its containers' restarts), its
+logs tail (the read-only `logs` catalog entry), its recent jobs, its drift and Jarvis's findings
+about it, and its on/off switch (`<role>_enabled` in the inventory, homelab.switch; switching off
+asks first). The name is looked up in the service registry and is only ever data: an unknown one is
+a 404, and nothing from the request reaches a template as template text."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from sqlalchemy import select
 
 from homelab.catalog import ValidationError
+from homelab.history import RANGES, host_history, service_history
 from homelab.refused import refused_outcome, refused_params
 from homelab.registry import Service
 from homelab.states import FINAL_STATES
@@ -47,7 +49,61 @@ def _platform() -> dict[str, Any]:
             return None
         return [{**r, "age": age_text(r["age_seconds"])} for r in facts.hosts()]
 
-    return {"platform_hosts": platform_hosts, "bytes_text": bytes_text, "uptime_text": uptime_text}
+    return {
+        "platform_hosts": platform_hosts,
+        "bytes_text": bytes_text,
+        "uptime_text": uptime_text,
+        "host_charts": host_charts,
+        "chart_rows": chart_rows,
+    }
+
+
+def _num(v: float | None, digits: int) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ")
+
+
+def chart_rows(kind: str, data: dict[str, Any]) -> list[list[str]]:
+    """A chart's text alternative, row by row: what static/charts.js writes into the same table."""
+    b = data["buckets"]
+    if kind == "response":
+        return [
+            [_when(x["start"]), str(x["samples"]), _num(x["response_ms_mean"], 1), _num(x["response_ms_max"], 1)]
+            for x in b
+        ]
+    if kind == "up":
+        return [
+            [
+                _when(x["start"]),
+                str(x["samples"]),
+                _num(None if x["up_fraction"] is None else x["up_fraction"] * 100, 0),
+                x["status"],
+            ]
+            for x in b
+        ]
+    if kind == "restarts":
+        rows = [
+            [_when(x["start"]), f"{c['name']} on {c['host']}", str(x["restart_count"])]
+            for c in data["containers"]
+            for x in c["buckets"]
+        ]
+        return sorted(rows, key=lambda r: r[0])
+    return [
+        [_when(x["start"]), _num(x["cpu_percent"], 1), _num(x["mem_percent"], 1), _num(x["disk_percent"], 1)] for x in b
+    ]
+
+
+def host_charts() -> list[dict[str, Any]]:
+    """The dashboard's host charts: each host with facts, its last 24 h (the API's answer for range=24h)."""
+    h = homelab()
+    facts = getattr(h, "facts", None)
+    if facts is None:
+        return []
+    now = facts.clock()
+    return [{"host": r["host"], "history": host_history(h.store, r["host"], RANGES["24h"], now)} for r in facts.hosts()]
 
 
 def bytes_text(n: int | None) -> str:
@@ -203,6 +259,9 @@ def _page(
     logs_job, logs = _logs_job(svc.name, jobs)
     facts = getattr(h, "facts", None)
     logs_entry = h.catalog.entries.get(LOGS)
+    history = None
+    if h.status is not None:
+        history = service_history(h.store, svc.name, RANGES["24h"], h.status.clock())
     return (
         render_template(
             "service.html",
@@ -223,6 +282,7 @@ def _page(
             confirm_off=confirm_off,
             switched=request.args.get("switched") if request.args.get("switched") in ("on", "off") else None,
             site_entry=h.catalog.entries.get("site"),
+            history=history,
         ),
         code,
     )
