@@ -15,16 +15,13 @@ import yaml
 from sqlalchemy import select
 
 from homelab.backups import known_backups
-from homelab.settings import Settings
 from homelab.store import Job
 
-from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from
+from webui_helpers import PY, ROOT, csrf_from, logged_in_app, real_catalog_settings
 
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from homelab.web import create_app, stop_app
-
     backups = tmp_path / "backups"
     for bid, size in (("20261124T033000Z", 1000), ("20261125T033000Z", 2048)):
         (backups / bid).mkdir(parents=True)
@@ -46,33 +43,10 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     }
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
-    var = tmp_path / "var"
-    var.mkdir()
-    (tmp_path / "schedules.yml").write_text("schedules: []\n")
-    settings = Settings.from_env(
-        {
-            "HOMELAB_VAR_DIR": str(var),
-            "HOMELAB_INVENTORY": str(inventory),
-            "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
-            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-            "HOMELAB_SCHEDULER": "0",
-            "HOMELAB_JARVIS": "0",
-            "HOMELAB_STATUS_INTERVAL": "0",
-            "HOMELAB_FACTS_INTERVAL": "0",
-        }
-    )
-    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
-    assert r.status_code == 302
-    try:
+    quiet = {"HOMELAB_JARVIS": "0", "HOMELAB_STATUS_INTERVAL": "0", "HOMELAB_FACTS_INTERVAL": "0"}
+    settings = real_catalog_settings(tmp_path, inventory, **quiet)
+    with logged_in_app(settings, monkeypatch, start_engine=True, stop_timeout=60) as (app, client):
         yield app, client
-    finally:
-        stop_app(app, timeout=60)
 
 
 def _offered(page: str) -> list[str]:

@@ -18,13 +18,11 @@ from sqlalchemy import select
 from homelab.settings import Settings
 from homelab.store import DriftState, Job, ServiceSample
 
-from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from
+from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from, logged_in_app, real_catalog_settings
 
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from homelab.web import create_app, stop_app
-
     inventory = tmp_path / "inventory.yml"
     hostvars = {
         "ansible_connection": "local",
@@ -35,30 +33,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         "plex_domain": "plex.page.test",
     }
     inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
-    var = tmp_path / "var"
-    var.mkdir()
-    (tmp_path / "schedules.yml").write_text("schedules: []\n")
-    settings = Settings.from_env(
-        {
-            "HOMELAB_VAR_DIR": str(var),
-            "HOMELAB_INVENTORY": str(inventory),
-            "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
-            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-            "HOMELAB_SCHEDULER": "0",
-        }
-    )
-    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
-    app = create_app(settings, start_engine=False)
-    app.config["TESTING"] = True
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
-    assert r.status_code == 302
-    try:
+    with logged_in_app(real_catalog_settings(tmp_path, inventory), monkeypatch) as (app, client):
         yield app, client
-    finally:
-        stop_app(app, timeout=30)
 
 
 def _jobs(app: Any) -> list[Job]:

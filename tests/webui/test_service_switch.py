@@ -6,7 +6,6 @@ of the inventory byte-identical."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,46 +13,20 @@ import pytest
 from sqlalchemy import select
 
 from homelab.registry import Registry
-from homelab.settings import Settings
 from homelab.store import AuditEntry, Job
 from homelab.switch import SwitchError, edited
 
-from webui_helpers import ADMIN_PASSWORD, ROOT, csrf_from
+from labenv import inventory_copy
+from webui_helpers import ROOT, csrf_from, logged_in_app, real_catalog_settings
 
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from homelab.web import create_app, stop_app
-
-    inventory = tmp_path / "production"
-    shutil.copytree(ROOT / "inventory" / "production", inventory)
-    shutil.copy(inventory / "group_vars" / "all" / "vault.yml.example", inventory / "group_vars" / "all" / "vault.yml")
-    var = tmp_path / "var"
-    var.mkdir()
-    (tmp_path / "schedules.yml").write_text("schedules: []\n")
-    settings = Settings.from_env(
-        {
-            "HOMELAB_VAR_DIR": str(var),
-            "HOMELAB_INVENTORY": str(inventory),
-            "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
-            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-            "HOMELAB_SCHEDULER": "0",
-            "HOMELAB_JARVIS": "0",
-        }
-    )
-    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
+    inventory = inventory_copy(ROOT / "inventory" / "production", tmp_path / "production")
     monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
-    app = create_app(settings, start_engine=False)
-    app.config["TESTING"] = True
-    client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    r = client.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
-    assert r.status_code == 302
-    try:
+    settings = real_catalog_settings(tmp_path, inventory, HOMELAB_JARVIS="0")
+    with logged_in_app(settings, monkeypatch) as (app, client):
         yield app, client, inventory
-    finally:
-        stop_app(app, timeout=30)
 
 
 def _files(inventory: Path) -> dict[str, bytes]:

@@ -14,11 +14,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from homelab.settings import Settings
 from homelab.store import AuditEntry
 from homelab.web.settings_page import endpoint, origin
 
-from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from
+from webui_helpers import PY, ROOT, csrf_from, logged_in_app, real_catalog_settings
 
 SECRETS = {
     "HOMELAB_NOTIFY_DISCORD_URL": "https://discord.com/api/webhooks/1234567890/Disc0rdW3bhookT0ken",
@@ -33,14 +32,9 @@ HIDDEN += ("llmuser", "llmpassw0rd", "qu3rykey")
 
 @pytest.fixture
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from homelab.web import create_app, stop_app
-
     inventory = tmp_path / "inventory.yml"
     hostvars = {"ansible_connection": "local", "ansible_python_interpreter": PY, "n8n_enabled": True}
     inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
-    var = tmp_path / "var"
-    var.mkdir()
-    (tmp_path / "schedules.yml").write_text("schedules: []\n")
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOMELAB_JARVIS_MODEL", "llama-3.1-8b-instruct")
@@ -49,27 +43,8 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     rules = tmp_path / "rules.yml"
     shutil.copy(ROOT / "jarvis" / "rules.yml", rules)
     monkeypatch.setenv("HOMELAB_JARVIS_RULES", str(rules))
-    monkeypatch.setenv("HOMELAB_ADMIN_PASSWORD", ADMIN_PASSWORD)
-    monkeypatch.delenv("HOMELAB_SECRET_KEY", raising=False)
-    settings = Settings.from_env(
-        {
-            "HOMELAB_VAR_DIR": str(var),
-            "HOMELAB_INVENTORY": str(inventory),
-            "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
-            "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-            "HOMELAB_SCHEDULER": "0",
-        }
-    )
-    app = create_app(settings, start_engine=False)
-    app.config["TESTING"] = True
-    c = app.test_client()
-    page = c.get("/login").get_data(as_text=True)
-    r = c.post("/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": csrf_from(page)})
-    assert r.status_code == 302
-    try:
+    with logged_in_app(real_catalog_settings(tmp_path, inventory), monkeypatch) as (app, c):
         yield c, app, rules
-    finally:
-        stop_app(app, timeout=30)
 
 
 def test_the_settings_page_names_channels_endpoint_model_and_modes_and_no_secret(client: Any) -> None:
