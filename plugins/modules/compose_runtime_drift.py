@@ -10,6 +10,12 @@ runtime setting that differs: image, environment (names only, never values), res
 memory and CPU limits, networks, published ports and healthcheck. With fix=true (and not in check
 mode) it removes the containers that differ, so the compose task that follows creates them again,
 health-gated, from the compose file.
+
+It also says whether `docker compose up` would have anything to do (`current`): every declared
+service has its one container, created by this project from the compose file as it is now (its
+config-hash label equals `docker compose config --hash`), on the image the tag names now, running
+and healthy, with no runtime difference and no orphan container beside them. The roles skip their
+health-gated `up` when it is current, which on a converged host is most of a no-op converge's time.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ RETURN = r"""
 drifted:
   description: Service name to the list of settings that differ.
   type: dict
+  returned: always
+current:
+  description: True when `docker compose up` would change nothing (see the module's description).
+  type: bool
+  returned: always
+not_current:
+  description: Why `up` is needed, one reason per service (empty when current).
+  type: list
   returned: always
 """
 
@@ -137,48 +151,93 @@ def compare(name: str, svc: dict, networks: dict, container: dict | None) -> lis
     return diffs
 
 
+def _image_ids(module: AnsibleModule, images: set[str]) -> dict[str, str]:
+    """Tag -> image ID of the images present (a missing image is simply not in the result)."""
+    if not images:
+        return {}
+    _rc, out, _err = module.run_command(["docker", "image", "inspect", *sorted(images)], check_rc=False)
+    try:
+        found = json.loads(out or "[]")
+    except ValueError:
+        return {}
+    ids: dict[str, str] = {}
+    for image in found:
+        for tag in image.get("RepoTags") or []:
+            ids[tag] = image["Id"]
+        ids[image["Id"]] = image["Id"]
+    for name in images:  # "caddy:2" is stored as "caddy:2", "caddy" as "caddy:latest"
+        if name not in ids and ":" not in name.rsplit("/", 1)[-1] and f"{name}:latest" in ids:
+            ids[name] = ids[f"{name}:latest"]
+    return ids
+
+
+def not_current(
+    services: dict,
+    containers: dict[str, list[dict]],
+    hashes: dict[str, str],
+    image_ids: dict[str, str],
+    orphans: list[str],
+) -> list[str]:
+    """Why `docker compose up` would do something, one reason per service; empty when it would not."""
+    reasons = [f"{name}: orphan container of this project" for name in orphans]
+    for name, svc in sorted(services.items()):
+        found = containers.get(name) or []
+        if svc.get("build") or int((svc.get("deploy") or {}).get("replicas") or 1) != 1:
+            reasons.append(f"{name}: built or scaled by compose")
+        elif len(found) != 1:
+            reasons.append(f"{name}: {len(found)} containers")
+        else:
+            c = found[0]
+            labels = c["Config"].get("Labels") or {}
+            state = c.get("State") or {}
+            health = (state.get("Health") or {}).get("Status")
+            if labels.get("com.docker.compose.config-hash") != hashes.get(name):
+                reasons.append(f"{name}: created from another compose configuration")
+            elif image_ids.get(svc.get("image", "")) != c.get("Image"):
+                reasons.append(f"{name}: its image tag names another image now")
+            elif not state.get("Running") or state.get("Paused") or state.get("Restarting"):
+                reasons.append(f"{name}: {state.get('Status', 'not running')}")
+            elif health not in (None, "healthy"):
+                reasons.append(f"{name}: {health}")
+    return reasons
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={"project_src": {"type": "path", "required": True}, "fix": {"type": "bool", "default": False}},
         supports_check_mode=True,
     )
     src = module.params["project_src"]
-    config = json.loads(
-        _run(
-            module,
-            "docker",
-            "compose",
-            "--project-directory",
-            src,
-            "-f",
-            f"{src}/compose.yml",
-            "config",
-            "--format",
-            "json",
-        )
-    )
+    compose = ["docker", "compose", "--project-directory", src, "-f", f"{src}/compose.yml"]
+    config = json.loads(_run(module, *compose, "config", "--format", "json"))
     project = config["name"]
     networks = config.get("networks") or {}
+    services = config.get("services") or {}
+    # "<service> <hash>" per line: the value compose writes to each container's config-hash label.
+    hashes = dict(line.split(None, 1) for line in _run(module, *compose, "config", "--hash", "*").splitlines() if line)
+    ids = _run(module, "docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}").split()
+    by_service: dict[str, list[dict]] = {}
+    orphans: list[str] = []
+    for container in json.loads(_run(module, "docker", "inspect", *ids)) if ids else []:
+        labels = container["Config"].get("Labels") or {}
+        if labels.get("com.docker.compose.oneoff") == "True":
+            continue  # `docker compose run` leaves these; neither up nor remove_orphans touches them
+        service = labels.get("com.docker.compose.service", "")
+        if service in services:
+            by_service.setdefault(service, []).append(container)
+        else:
+            orphans.append(container["Name"].lstrip("/"))
     drifted: dict[str, list[str]] = {}
     remove: list[str] = []
     before, after = [], []
-    for name, svc in sorted((config.get("services") or {}).items()):
+    for name, svc in sorted(services.items()):
         svc = dict(svc, _project=project)
-        ids = _run(
-            module,
-            "docker",
-            "ps",
-            "-aq",
-            "--filter",
-            f"label=com.docker.compose.project={project}",
-            "--filter",
-            f"label=com.docker.compose.service={name}",
-        ).split()
-        if not ids and svc.get("container_name"):
+        if not by_service.get(name) and svc.get("container_name"):
             # A container of the declared name that compose did not create (e.g. `docker run --name`).
-            ids = _run(module, "docker", "ps", "-aq", "--filter", f"name=^/{svc['container_name']}$").split()
-        containers = json.loads(_run(module, "docker", "inspect", *ids)) if ids else [None]
-        for container in containers:
+            hand = _run(module, "docker", "ps", "-aq", "--filter", f"name=^/{svc['container_name']}$").split()
+            if hand:
+                by_service[name] = json.loads(_run(module, "docker", "inspect", *hand))
+        for container in by_service.get(name) or [None]:
             diffs = compare(name, svc, networks, container)
             if not diffs:
                 continue
@@ -189,7 +248,11 @@ def main() -> None:
             before += [f"{label}: {setting}: {have}" for setting, have, _ in diffs]
             after += [f"{label}: {setting}: {want}" for setting, _, want in diffs]
             remove.append(container["Id"])
-    result = {"changed": bool(drifted), "drifted": drifted}
+    reasons = [f"{svc}: differs from its compose file" for svc in sorted(drifted)]
+    if not drifted:
+        images = {svc["image"] for svc in services.values() if svc.get("image")}
+        reasons = not_current(services, by_service, hashes, _image_ids(module, images), orphans)
+    result = {"changed": bool(drifted), "drifted": drifted, "current": not reasons, "not_current": reasons}
     if drifted:
         result["diff"] = {
             "before": "\n".join(before) + "\n",

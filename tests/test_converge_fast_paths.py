@@ -1,0 +1,141 @@
+"""The shortcuts a no-op converge takes (issue: converge the whole site in under a minute), each
+held to what it replaces: `docker compose up` is skipped only when it would change nothing, apt
+only when dpkg holds every package, and a role's install or uninstall path costs one task when its
+condition is false while `--tags <service>` still selects it. The whole site converging clean and
+idempotent with them is proved on lab hosts by molecule (site) and bench/converge.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+from labenv import ROOT, ansible_env
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+drift = _load(ROOT / "plugins" / "modules" / "compose_runtime_drift.py")
+packages = _load(ROOT / "plugins" / "filter" / "packages.py")
+
+SERVICES = {"app": {"image": "example/app:1"}}
+HASHES = {"app": "h1"}
+IMAGES = {"example/app:1": "sha256:aaa"}
+
+
+def container(**state: object) -> dict:
+    health = state.pop("health", None)
+    st: dict = {"Running": True, "Status": "running", **state}
+    if health:
+        st["Health"] = {"Status": health}
+    return {
+        "Name": "/app",
+        "Image": "sha256:aaa",
+        "State": st,
+        "Config": {"Labels": {"com.docker.compose.config-hash": "h1"}},
+    }
+
+
+def test_up_is_skipped_only_when_every_container_runs_healthy_from_the_file_as_it_is() -> None:
+    assert drift.not_current(SERVICES, {"app": [container()]}, HASHES, IMAGES, []) == []
+    assert drift.not_current(SERVICES, {"app": [container(health="healthy")]}, HASHES, IMAGES, []) == []
+    cases = {
+        "app: created from another compose configuration": ({"app": [container()]}, {"app": "h2"}, IMAGES, []),
+        "app: its image tag names another image now": (
+            {"app": [container()]},
+            HASHES,
+            {"example/app:1": "sha256:b"},
+            [],
+        ),
+        "app: exited": ({"app": [container(Running=False, Status="exited")]}, HASHES, IMAGES, []),
+        "app: starting": ({"app": [container(health="starting")]}, HASHES, IMAGES, []),
+        "app: unhealthy": ({"app": [container(health="unhealthy")]}, HASHES, IMAGES, []),
+        "app: 0 containers": ({}, HASHES, IMAGES, []),
+        "app: 2 containers": ({"app": [container(), container()]}, HASHES, IMAGES, []),
+        "old: orphan container of this project": ({"app": [container()]}, HASHES, IMAGES, ["old"]),
+    }
+    for reason, (found, hashes, images, orphans) in cases.items():
+        assert reason in drift.not_current(SERVICES, found, hashes, images, orphans), reason
+    # An image the host does not hold (up would pull it) is never current.
+    assert drift.not_current(SERVICES, {"app": [container()]}, HASHES, {}, [])
+    # Built or scaled by compose: left to compose.
+    built = {"app": {"build": {"context": "."}}}
+    assert drift.not_current(built, {"app": [container()]}, HASHES, IMAGES, []) == ["app: built or scaled by compose"]
+
+
+def test_packages_missing_reads_a_real_dpkg_query_and_counts_anything_unconfirmed_as_missing() -> None:
+    names = ["dpkg", "no-such-package-homelab"]
+    proc = subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Package}\n", *names], capture_output=True, text=True, check=False
+    )
+    query = {"rc": proc.returncode, "stdout_lines": proc.stdout.splitlines()}
+    assert packages.homelab_packages_missing(query, names) == ["no-such-package-homelab"]
+    assert packages.homelab_packages_missing(query, "dpkg") == []
+    # A failed or skipped query, a pinned version: apt decides, as before.
+    assert packages.homelab_packages_missing({"rc": 2, "stdout_lines": []}, ["dpkg"]) == ["dpkg"]
+    assert packages.homelab_packages_missing({"skipped": True}, ["dpkg"]) == ["dpkg"]
+    assert packages.homelab_packages_missing(query, ["dpkg=1.0"]) == ["dpkg=1.0"]
+    # Removed but its configuration kept ("rc"): missing.
+    assert packages.homelab_packages_missing({"stdout_lines": ["rc dpkg"]}, ["dpkg"]) == ["dpkg"]
+
+
+def _paths(role: Path) -> list[dict]:
+    tasks = yaml.safe_load((role / "tasks" / "main.yml").read_text()) or []
+    return [t for t in tasks if "when" in t and ("install" in t.get("name", "").lower())]
+
+
+# The roles a person switches on and off (compose_service and node_app are task libraries they share).
+SWITCHED = sorted(
+    p.parent.parent.name for p in (ROOT / "roles").glob("*/tasks/main.yml") if "_enabled" in p.read_text()
+)
+
+
+def test_every_service_role_is_switched() -> None:
+    assert {"n8n", "discord_bot", "caddy", "postgres", "backup", "git_sync", "static_site"} <= set(SWITCHED)
+
+
+@pytest.mark.parametrize("role", SWITCHED)
+def test_install_and_uninstall_paths_are_included_with_their_tags_applied(role: str) -> None:
+    """A false condition costs one skipped include, not every task of the path; the include's tags
+    and the tags it applies are the same, so `--tags <role>` or `install-<role>` runs the whole path."""
+    paths = _paths(ROOT / "roles" / role)
+    assert {"install.yml", "uninstall.yml"} <= {
+        (t.get("ansible.builtin.include_tasks") or {}).get("file") for t in paths
+    }, f"{role}: install/uninstall are not dynamic includes: {paths}"
+    for task in paths:
+        include = task["ansible.builtin.include_tasks"]
+        assert include["apply"]["tags"] == task["tags"] and role in task["tags"], task
+
+
+def test_tags_still_select_a_service_through_its_include() -> None:
+    """`--tags n8n` (deploy_service, drift's fix) lists n8n's include and not another service's."""
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(ROOT / "inventory" / "production"),
+            str(ROOT / "playbooks" / "site.yml"),
+            "--list-tasks",
+            "--tags",
+            "n8n",
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "n8n : Install n8n" in proc.stdout and "n8n : Uninstall n8n" in proc.stdout, proc.stdout
+    assert "plex : Install plex" not in proc.stdout and "caddy : Install Caddy" not in proc.stdout, proc.stdout
