@@ -42,8 +42,8 @@ bench: venv lab-images  ## the job engine's benchmarks (bench/), printed as rati
 bench-drift: venv lab-images  ## drift check of 1 vs 4 lab hosts, and a full-site check (about 7 minutes)
 	source $(LAB_ENV) && cd bench && python drift_check.py
 
-bench-converge: venv lab-images  ## site.yml on one lab host over SSH: first, no-op and check runs, linear vs Mitogen (about 15 minutes)
-	source $(LAB_ENV) && cd bench && python converge.py
+bench-converge: venv lab-images  ## site.yml on one lab host over SSH: first, no-op and check runs, linear vs Mitogen (about 20 minutes; BENCH_ARGS="--against REF --docker")
+	source $(LAB_ENV) && cd bench && python converge.py $(BENCH_ARGS)
 
 bench-jarvis: venv lab-images  ## Jarvis: stop a service container -> healthy again, vs 2 check intervals + the playbook (about 5 minutes)
 	source $(LAB_ENV) && cd bench && python jarvis_recovery.py

@@ -10,9 +10,12 @@ ControlPersist (ansible.cfg). In one run, on that host:
             first converge (on the converged platform), no-op re-converge, --check --diff
 
 Each run goes through plain `ansible-playbook` (ansible's linear strategy), and the no-op and check
-runs also through the opt-in Mitogen strategy, over SSH and then over the docker connection, so the
-ratios compare runs of the same playbook on the same host minutes apart. Prints seconds, the recap
-(ok/changed/skipped), tasks run and seconds per task. Needs var/lab-images.env (make bench-converge).
+runs also through the opt-in Mitogen strategy, over SSH and (--docker) over the docker connection,
+so the ratios compare runs of the same playbook on the same host minutes apart. With --against REF
+the no-op and check runs go first through the roles and playbooks of that commit (a git worktree of
+it under var/bench/), on the same converged host, so a change is measured before and after in one
+run. Prints seconds, the recap (ok/changed/skipped), tasks run and seconds per task. Needs
+var/lab-images.env (make bench-converge; BENCH_ARGS="--against HEAD~1" passes options).
 """
 
 from __future__ import annotations
@@ -66,11 +69,21 @@ def inventory(directory: Path, connection: str) -> Path:
     return path
 
 
+# The images the whole site runs on besides caddy and postgres (molecule/site/molecule.yml's list).
+SITE_IMAGES = ("LAB_STANDIN_IMAGE", "LAB_VNC_IMAGE", "LAB_DASHBOARD_IMAGE")
+
+
 def provision() -> None:
-    """A fresh host with what a provisioned server has: sshd, labadmin with the lab key, sudo."""
+    """A fresh host with what a provisioned server has: sshd, labadmin with the lab key, sudo, and
+    the locally built images the services run (no registry is reachable), as lab/prepare.yml loads them."""
     require_lab_images()
     lab("rm", HOST)
     lab("run", HOST)
+    for var in SITE_IMAGES:
+        image = os.environ[var]
+        subprocess.run(
+            f"docker save {image} | docker exec -i {HOST} docker load -q", shell=True, check=True, timeout=600
+        )
     pub = KEY.with_suffix(".pub").read_text().strip()
     in_host(
         HOST,
@@ -85,18 +98,28 @@ def provision() -> None:
     )
 
 
-def run(inv: Path, extra_vars: Path, strategy: str, *args: str) -> dict:
+def checkout(ref: str, work: Path) -> Path:
+    """A git worktree of ref (its roles, playbooks and plugins) for the --against runs."""
+    path = work / "against"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref], check=True, capture_output=True
+    )
+    return path
+
+
+def run(inv: Path, extra_vars: Path, strategy: str, *args: str, tree: Path = ROOT) -> dict:
     env = {
         **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_CONFIG": str(tree / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_STRATEGY": strategy,
         "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     t0 = time.perf_counter()
     proc = subprocess.run(
-        ["ansible-playbook", "-i", str(inv), str(ROOT / "playbooks" / "site.yml"), "-e", f"@{extra_vars}", *args],
-        cwd=ROOT,
+        ["ansible-playbook", "-i", str(inv), str(tree / "playbooks" / "site.yml"), "-e", f"@{extra_vars}", *args],
+        cwd=tree,
         env=env,
         capture_output=True,
         text=True,
@@ -116,11 +139,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave the lab host running")
     parser.add_argument("--platform-only", action="store_true", help="skip the whole-site runs")
+    parser.add_argument("--against", metavar="REF", help="also run the no-op and check runs with REF's roles")
+    parser.add_argument("--docker", action="store_true", help="also over the docker connection")
     args = parser.parse_args()
     work = ROOT / "var" / "bench" / "converge"
+    if (work / "against").exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "against")], check=False)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     rows: list[tuple[str, str, str, str, dict, dict | None]] = []
+    against = checkout(args.against, work) if args.against else None
     try:
         provision()
         ssh, docker = inventory(work, "ssh"), inventory(work, "docker")
@@ -132,28 +160,35 @@ def main() -> int:
             first = run(ssh, extra, "linear")
             rows.append((name, "first converge", "ssh", "linear", first, None))
             for label, flags in (("no-op re-converge", ()), ("--check --diff", ("--check", "--diff"))):
+                before = run(ssh, extra, "linear", *flags, tree=against) if against else None
                 plain = run(ssh, extra, "linear", *flags)
-                rows.append((name, label, "ssh", "linear", plain, plain))
-                for connection, inv in (("ssh", ssh), ("docker", docker)):
+                if before:
+                    rows.append((name, f"{label} @{args.against}", "ssh", "linear", before, before))
+                rows.append((name, label, "ssh", "linear", plain, before or plain))
+                for connection, inv in (("ssh", ssh), ("docker", docker))[: 2 if args.docker else 1]:
                     if connection == "docker":
                         rows.append((name, label, "docker", "linear", run(inv, extra, "linear", *flags), plain))
                     rows.append((name, label, connection, "mitogen", run(inv, extra, "mitogen_linear", *flags), plain))
     finally:
         if not args.keep:
             lab("rm", HOST)
-    print(f"site.yml on one lab host ({machine()}); ratio: seconds / plain ansible-playbook over ssh, same run")
+        if against:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(against)], check=False)
+    base = f"the same run at {args.against} (plain, over ssh)" if args.against else "plain ansible-playbook over ssh"
+    print(f"site.yml on one lab host ({machine()}); ratio: seconds / {base}, same run")
     print(
-        f"{'what':<9} {'run':<18} {'conn':<7} {'strategy':<8} {'seconds':>8} {'ok':>4} {'changed':>7} "
+        f"{'what':<9} {'run':<28} {'conn':<7} {'strategy':<8} {'seconds':>8} {'ok':>4} {'changed':>7} "
         f"{'skipped':>7} {'s/task':>7} {'ratio':>6}"
     )
     for name, label, connection, strategy, r, plain in rows:
         ratio = f"{r['seconds'] / plain['seconds']:.2f}" if plain else "-"
         per_task = r["seconds"] / max(1, r["ok"])
         print(
-            f"{name:<9} {label:<18} {connection:<7} {strategy:<8} {r['seconds']:8.1f} {r['ok']:4d} {r['changed']:7d} "
+            f"{name:<9} {label:<28} {connection:<7} {strategy:<8} {r['seconds']:8.1f} {r['ok']:4d} {r['changed']:7d} "
             f"{r['skipped']:7d} {per_task:7.3f} {ratio:>6}"
         )
     bad = [(n, label, c, s) for n, label, c, s, r, _ in rows if label != "first converge" and r["changed"]]
+    # In the ratios of the mitogen rows, "plain" is this commit's linear run: the strategy's own gain.
     if bad:
         print(f"changed != 0 on a converged host: {bad}", file=sys.stderr)
         return 1
