@@ -31,10 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from homelab.testing import ROOT
 from homelab.testing.lab import host_ip, in_host, lab, require_lab_images
 
-from _common import machine
+from _common import ROOT, machine
 
 HOST = "homelab-bench-converge"
 KEY = ROOT / "var" / "lab-secrets" / "admin_ed25519"
@@ -126,6 +125,11 @@ def run(inv: Path, extra_vars: Path, strategy: str, *args: str, tree: Path = ROO
         timeout=3600,
     )
     seconds = time.perf_counter() - t0
+    # Each run's output (profile_tasks' per-task times included), to attribute a change's gain.
+    logs = ROOT / "var" / "bench" / "converge" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    name = "-".join([inv.name, extra_vars.stem, strategy, *(a.strip("-") for a in args), tree.name])
+    (logs / f"{len(list(logs.iterdir())):02d}-{name}.log").write_text(proc.stdout)
     m = RECAP.search(proc.stdout)
     if proc.returncode != 0 or not m:
         raise SystemExit(
