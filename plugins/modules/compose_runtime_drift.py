@@ -21,6 +21,8 @@ health-gated `up` when it is current, which on a converged host is most of a no-
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -202,6 +204,28 @@ def not_current(
     return reasons
 
 
+def config_hashes(module: AnsibleModule, src: str, config: dict) -> dict[str, str]:
+    """Service -> the hash `up` writes to its containers' com.docker.compose.config-hash label.
+
+    `docker compose config --hash` hashes the project as `config` loads it, which keeps each
+    env_file entry beside the environment read from it; `up` loads it without them (compose
+    2.24+), so for a service with an env_file the two differ. Hashing the resolved configuration
+    with env_file dropped (its environment stays, resolved) gives up's value. The copy holds the
+    secrets' values, so it is written 0600 next to the secrets file and removed at once."""
+    resolved = json.loads(json.dumps(config))
+    for svc in (resolved.get("services") or {}).values():
+        svc.pop("env_file", None)
+    fd, path = tempfile.mkstemp(prefix=".config-hash-", suffix=".json", dir=src)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(resolved, f)
+        out = _run(module, "docker", "compose", "--project-directory", src, "-f", path, "config", "--hash", "*")
+    finally:
+        os.unlink(path)
+    # "<service> <hash>" per line.
+    return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={"project_src": {"type": "path", "required": True}, "fix": {"type": "bool", "default": False}},
@@ -213,8 +237,7 @@ def main() -> None:
     project = config["name"]
     networks = config.get("networks") or {}
     services = config.get("services") or {}
-    # "<service> <hash>" per line: the value compose writes to each container's config-hash label.
-    hashes = dict(line.split(None, 1) for line in _run(module, *compose, "config", "--hash", "*").splitlines() if line)
+    hashes = config_hashes(module, src, config)
     ids = _run(module, "docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}").split()
     by_service: dict[str, list[dict]] = {}
     orphans: list[str] = []
