@@ -95,3 +95,13 @@ def test_a_container_changed_by_hand_is_drift_and_a_converge_puts_it_back(host):
     assert get_json(host, URL)["database"] == "ok n8n n8n"
     again = run_converge()
     assert all(c["changed"] == 0 for c in recap(again.stdout).values()), again.stdout[-3000:]
+    # Nothing for `up` to do on a converged host: the comparison says so and the task is skipped
+    # (a skipped task prints no header here). A stopped container is not current: up runs again.
+    up = "TASK [compose_service : Run the compose project health-gated (n8n)]"
+    assert up not in again.stdout, again.stdout[-3000:]
+    host.check_output("docker stop n8n")
+    started = run_converge()
+    assert started.returncode == 0 and up in started.stdout, started.stdout[-3000:]
+    assert recap(started.stdout)["molecule-n8n"]["changed"] >= 1, started.stdout[-3000:]
+    assert host.check_output("docker inspect -f '{{.State.Running}}' n8n") == "true"
+    assert get_json(host, URL)["database"] == "ok n8n n8n"
