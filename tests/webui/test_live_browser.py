@@ -7,6 +7,7 @@ tables holding the new sample. Screenshots under var/reports/ for a person to lo
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Any
@@ -152,4 +153,90 @@ def test_the_tiles_re_sort_live_problems_first_and_the_focus_stays_on_its_link(
     assert page.evaluate(TILE_ORDER) == ["plex", "twingate_connector", "n8n"]
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "tiles-live-sorted-1280.png"), full_page=False)
+    page.close()
+
+
+def _series_pixels(page: Any, selector: str) -> int:
+    """Pixels of the chart's series colours (#2dd4bf mean, #f472b6 slowest: the cosmic theme's, in
+    static/charts.js) on its canvas, read back with getImageData: a drawn line has them, the axes and
+    the grid do not (with one probe a bucket, the slowest line covers the mean's)."""
+    return int(
+        page.evaluate(
+            """sel => {
+              const c = document.querySelector(sel + ' canvas');
+              if (!c) return -1;
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              const near = (i, r, g, b) =>
+                Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - g) < 30 && Math.abs(d[i + 2] - b) < 30;
+              let n = 0;
+              for (let i = 0; i < d.length; i += 4) {
+                if (d[i + 3] > 200 && (near(i, 45, 212, 191) || near(i, 244, 114, 182))) n++;
+              }
+              return n;
+            }""",
+            selector,
+        )
+    )
+
+
+def test_a_service_chart_draws_its_samples_and_takes_a_new_one_in_without_a_reload(
+    tmp_path: Path, server_factory: Any, browser: Any
+) -> None:
+    server, store, facts = _site(tmp_path, server_factory)
+    now = utcnow()
+    seeded = [(now - dt.timedelta(minutes=5 * k), 30.0 + 5 * k) for k in range(12, 0, -1)]  # an hour, every 5 min
+    for at, ms in seeded:
+        _probe(store, "n8n", "up", ms, at=at)
+    facts.ingest(None, _report(("n8n", "n8n", "running")))
+    server.start()
+    page = _log_in(browser, server.url, 1280)
+    page.goto(server.url + "/services/n8n")
+    _wait(page, "document.querySelector('#service-history').dataset.loaded", "the charts' first load")
+    _wait(page, "document.querySelector('#service-status').dataset.liveUpdated", "the first tiles event")
+
+    fig = "#chart-response"
+    assert _series_pixels(page, fig) > 100, "the response chart's canvas has no line drawn"
+    assert page.evaluate("document.querySelector('#chart-response canvas').width") > 0
+    page.click(f"{fig} summary")  # the text alternative, opened as a person would
+    rows = page.locator(f"{fig} tbody[data-table] tr")
+    assert rows.count() == 12
+    table = page.locator(f"{fig} tbody[data-table]").inner_text()
+    for _, ms in seeded:
+        assert f"{ms:.1f}" in table, (ms, table)
+    assert page.locator(f"{fig} [data-chart-empty]").is_hidden()
+    points = int(page.get_attribute(fig, "data-points") or 0)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.__same_page = 1")
+
+    # a new probe is stored: the stream says so, the charts fetch their range again and draw it
+    _probe(store, "n8n", "up", 987.6)
+    _wait(page, "document.querySelector('#chart-response tbody[data-table]').innerText.includes('987.6')", "the sample")
+    assert page.evaluate("window.__same_page") == 1, "the page was reloaded"
+    assert rows.count() == 13
+    assert int(page.get_attribute(fig, "data-points") or 0) > points, "the chart did not take the sample in"
+    newest_y = page.evaluate(
+        "(() => { const u = document.querySelector('#chart-response')._plot;"
+        " return u.data[1][u.data[1].length - 1]; })()"
+    )
+    assert newest_y == 987.6
+    assert _series_pixels(page, fig) > 100
+    # the up chart's table (its <details> closed: read as a screen reader reads it) has the new bucket too
+    up_rows = page.evaluate(
+        "Array.from(document.querySelectorAll('#chart-up tbody[data-table] tr'))"
+        ".map(tr => Array.from(tr.cells).map(td => td.textContent))"
+    )
+    assert len(up_rows) == 13 and all(r[1:] == ["1", "100", "up"] for r in up_rows), up_rows
+    page.locator("#service-history").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "chart-live-1280.png"), full_page=False)
+
+    # a phone: nothing wider than the screen, the chart redrawn to its width
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(400)  # charts.js resizes 150 ms after the last resize event
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "sideways scroll at 390 px"
+    for sel in ("#chart-response", "#chart-up", "#chart-restarts", "#chart-response canvas"):
+        box = page.locator(sel).first.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (sel, box)
+    assert _series_pixels(page, fig) > 50
+    page.locator("#service-history").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "chart-live-390.png"), full_page=False)
     page.close()
