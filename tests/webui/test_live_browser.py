@@ -71,9 +71,11 @@ def _report(*boxes: tuple[str, str, str]) -> dict[str, Any]:
     return {"alpha": {"host": host, "errors": [], "containers": {"available": True, "error": "", "items": items}}}
 
 
-def _log_in(browser: Any, url: str, width: int) -> Any:
+def _log_in(browser: Any, url: str, width: int, init_script: str = "") -> Any:
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.set_default_timeout(60_000)
+    if init_script:
+        page.add_init_script(init_script)
     page.goto(url + "/login")
     page.fill("#password", ADMIN_PASSWORD)
     page.click("button[type=submit]")
@@ -96,8 +98,14 @@ TILE_ORDER = (
 )
 
 
+# Chromium keeps the focus of a node moved with moveBefore; a browser without it (insertBefore: the
+# focused node leaves the document for a moment) needs live.js to focus it again: both are tested.
+MOVES = {"moveBefore": "", "insertBefore": "delete Element.prototype.moveBefore;"}
+
+
+@pytest.mark.parametrize("move", list(MOVES))
 def test_the_tiles_re_sort_live_problems_first_and_the_focus_stays_on_its_link(
-    tmp_path: Path, server_factory: Any, browser: Any
+    tmp_path: Path, server_factory: Any, browser: Any, move: str
 ) -> None:
     server, store, facts = _site(tmp_path, server_factory)
     for name in ("n8n", "plex"):
@@ -111,7 +119,8 @@ def test_the_tiles_re_sort_live_problems_first_and_the_focus_stays_on_its_link(
         ),
     )
     server.start()
-    page = _log_in(browser, server.url, 1280)
+    page = _log_in(browser, server.url, 1280, MOVES[move])
+    assert page.evaluate("'moveBefore' in Element.prototype") == (move == "moveBefore")
     _wait(page, "document.querySelector('#status-panel').dataset.liveUpdated", "the first tiles event")
     assert page.evaluate(TILE_ORDER) == ["n8n", "plex", "twingate_connector"], "all up: by name"
     page.evaluate("window.__same_page = 1")
@@ -152,7 +161,8 @@ def test_the_tiles_re_sort_live_problems_first_and_the_focus_stays_on_its_link(
     page.reload()
     assert page.evaluate(TILE_ORDER) == ["plex", "twingate_connector", "n8n"]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "tiles-live-sorted-1280.png"), full_page=False)
+    if move == "moveBefore":
+        page.screenshot(path=str(SHOTS / "tiles-live-sorted-1280.png"), full_page=False)
     page.close()
 
 
