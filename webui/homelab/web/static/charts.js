@@ -125,6 +125,17 @@
     return data;
   }
 
+  // The indices of a series' values with no value next to them (uPlot's points.filter): only those get a dot.
+  function isolated(u, i) {
+    var ys = u.data[i], out = [];
+    for (var j = 0; j < ys.length; j++) {
+      if (ys[j] === null || ys[j] === undefined) continue;
+      var before = j > 0 ? ys[j - 1] : null, after = j + 1 < ys.length ? ys[j + 1] : null;
+      if ((before === null || before === undefined) && (after === null || after === undefined)) out.push(j);
+    }
+    return out;
+  }
+
   // The y axis as wide as its longest label ("1000 ms" is not cut off), at least 56 px.
   function axisSize(u, values, i, cycle) {
     var axis = u.axes[i];
@@ -193,7 +204,7 @@
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: kind.range ? { range: kind.range } : { auto: true } },
       axes: [
-        { stroke: AXIS, grid: { stroke: GRID }, ticks: { stroke: GRID } },
+        { stroke: AXIS, grid: { stroke: GRID }, ticks: { stroke: GRID }, space: 64 }, // time labels apart at 390 px
         {
           stroke: AXIS,
           grid: { stroke: GRID },
@@ -207,12 +218,14 @@
       series: [{}].concat(
         series.map(function (s, i) {
           var c = COLOURS[i % COLOURS.length];
-          var out = { label: s.label, stroke: c, width: 2, spanGaps: false, points: { show: false } };
+          // a line needs two points: a sample alone between gaps is drawn as a dot, or it would not show
+          var out = { label: s.label, stroke: c, width: 2, spanGaps: false, points: { show: true, size: 7, filter: isolated } };
           out.value = function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(unit === "" ? 0 : 1) + (unit ? " " + unit : ""); };
           if (s.bars) {
             out.fill = "rgba(110, 231, 168, 0.35)";
             out.stroke = "#6ee7a8";
             out.paths = window.uPlot.paths.bars({ size: [0.9, 40] });
+            out.points = { show: false }; // a bar shows alone
           }
           return out;
         })
