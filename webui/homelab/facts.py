@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from sqlalchemy import delete, func, select
@@ -27,6 +28,7 @@ from homelab.store import ContainerSample, HostSample, Store, iso_z, rowcount, u
 
 log = logging.getLogger(__name__)
 ENTRY = "facts"  # the catalog entry the cycle runs
+CONTAINERS_ERROR = "containers: "  # how a host sample's error says its containers could not be read
 HOST_FIELDS = ("cpu_percent", "cpus", "mem_percent", "mem_total", "disk_percent", "disk_free") + (
     "load1",
     "load5",
@@ -104,7 +106,7 @@ class FactsService:
             errors = [str(e) for e in facts.get("errors") or [] if e]
             c: dict[str, Any] = facts["containers"] if isinstance(facts.get("containers"), dict) else {}
             if c.get("error"):
-                errors.append(f"containers: {c['error']}")
+                errors.append(f"{CONTAINERS_ERROR}{c['error']}")
             hosts.append(
                 HostSample(
                     host=_text(host, 200),
@@ -161,16 +163,39 @@ class FactsService:
 
     def containers(self, service: str | None = None) -> list[dict[str, Any]]:
         """The containers of each host's newest facts (of one service, when named)."""
-        with self.store.session() as s:
-            latest = select(HostSample.host, func.max(HostSample.at).label("at")).group_by(HostSample.host)
-            out: list[dict[str, Any]] = []
-            for host, at in s.execute(latest).all():
-                q = select(ContainerSample).where(ContainerSample.host == host, ContainerSample.at == at)
-                if service is not None:
-                    q = q.where(ContainerSample.service == service)
-                out += [r.as_dict() for r in s.scalars(q.order_by(ContainerSample.service, ContainerSample.name))]
-        return out
+        return [c for n in newest_facts(self.store, service) for c in n.containers]
 
     def last_at(self) -> str | None:
         with self.store.session() as s:
             return iso_z(s.scalar(select(func.max(HostSample.at))))
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """A host's newest facts as the status judge reads them: when, whether its containers could be
+    read, and its containers (of one service, when asked so)."""
+
+    host: str
+    at: dt.datetime
+    containers_read: bool
+    containers: list[dict[str, Any]]
+
+
+def newest_facts(store: Store, service: str | None = None) -> list[HostFacts]:
+    """Each host's newest facts sample and the containers it saw (of one service, when named), by host."""
+    with store.session() as s:
+        newest = select(HostSample.host, func.max(HostSample.at).label("at")).group_by(HostSample.host).subquery()
+        rows = s.scalars(
+            select(HostSample)
+            .join(newest, (HostSample.host == newest.c.host) & (HostSample.at == newest.c.at))
+            .order_by(HostSample.host, HostSample.id)
+        )
+        hosts = {h.host: h for h in rows}  # the newest by time; of two at one time, the later row
+        out = []
+        for h in hosts.values():
+            q = select(ContainerSample).where(ContainerSample.host == h.host, ContainerSample.at == h.at)
+            if service is not None:
+                q = q.where(ContainerSample.service == service)
+            boxes = [r.as_dict() for r in s.scalars(q.order_by(ContainerSample.service, ContainerSample.name))]
+            out.append(HostFacts(h.host, h.at, CONTAINERS_ERROR not in (h.error or ""), boxes))
+    return out

@@ -100,7 +100,9 @@ def create_app(
     )
     scheduler.register("check", drift.check_schedule)
     scheduler.register("run", run_playbook_handler(engine))
-    status = StatusService(settings, store, lambda: inventory.registry.union().values())
+    status = StatusService(
+        settings, store, lambda: inventory.registry.union().values(), hosts=lambda: inventory.registry.by_host()
+    )
     status.register(scheduler)  # the "status" cycle, every HOMELAB_STATUS_INTERVAL seconds
     facts = FactsService(settings, store, catalog, inventory, engine)
     facts.register(scheduler)  # the "facts" cycle (the read-only facts playbook), every HOMELAB_FACTS_INTERVAL

@@ -268,14 +268,57 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
             "http_status",
             "tls_days_left",
             "error",
+            "probed",
+            "probe_status",
+            "containers",
+            "containers_observed_at",
         ],
         "properties": {
             "name": {"type": "string"},
             "title": {"type": "string"},
-            "url": {"type": "string"},
+            "url": {"type": "string", "description": "its front page; empty: no domain"},
             "probe_url": {"type": "string"},
             "age_seconds": {**nullable("integer"), "description": "how old the observation is; null: never probed"},
             **status_fields,
+            "status": {
+                "type": "string",
+                "enum": list(STATUSES),
+                "description": "the worst of its newest probe and its containers in the fresh facts",
+            },
+            "observed_at": {
+                **nullable("string"),
+                "description": "when it was probed (ISO 8601, UTC); without a domain, when its containers were seen",
+            },
+            "error": {
+                "type": "string",
+                "description": "why it is not up (its containers first), e.g. container n8n exited",
+            },
+            "probed": {
+                "type": "boolean",
+                "description": "it has a domain and is probed; false: judged from its containers",
+            },
+            "probe_status": {
+                "type": ["string", "null"],
+                "enum": [*STATUSES, None],
+                "description": "its newest probe's own status; null: no probe (yet)",
+            },
+            "containers": array(
+                {
+                    "type": "object",
+                    "required": ["host", "name", "state", "health", "restart_count"],
+                    "properties": {
+                        "host": {"type": "string"},
+                        "name": {"type": "string"},
+                        "state": {"type": "string", "description": "running, restarting, exited, dead, ..."},
+                        "health": {"type": "string", "description": "healthy, unhealthy, starting; empty: no check"},
+                        "restart_count": {"type": "integer"},
+                    },
+                }
+            ),
+            "containers_observed_at": {
+                **nullable("string"),
+                "description": "when the facts judged were read; null: none fresh (at most 2 facts intervals old)",
+            },
         },
     }
     sample = {
@@ -492,8 +535,8 @@ def document(catalog_entries: list[Entry], groups: dict[str, list[str]] | None) 
             },
             "/api/v1/services": {
                 "get": op(
-                    "Each enabled service with a domain: its status (up, degraded, down, unknown) as last probed, "
-                    "problems first",
+                    "Each enabled service with a domain or containers: its status (up, degraded, down, unknown) "
+                    "from its last probe and its containers, problems first",
                     {"200": ok("services", array(ref("ServiceStatus"))), "409": r409},
                 )
             },

@@ -19,7 +19,7 @@ from homelab.history import RANGES, host_history, service_history
 from homelab.refused import refused_outcome, refused_params
 from homelab.registry import Service
 from homelab.states import FINAL_STATES
-from homelab.status import age_text
+from homelab.status import age_text, for_tiles
 from homelab.store import Job
 from homelab.switch import SwitchError, inventory_base, not_switchable, switch, target, variable
 from homelab.web.auth import audit, current_user, request_source
@@ -252,9 +252,9 @@ def _page(
     confirm_off: bool = False,
 ) -> Any:
     h = homelab()
-    status = h.status.one(svc.name) if h.status is not None and svc.enabled and svc.domains else None
+    status = h.status.one(svc.name) if h.status is not None and svc.enabled else None
     if status is not None:
-        status = {**status, "age": age_text(status["age_seconds"])}
+        status = for_tiles(status)
     jobs = _jobs(svc.name)
     logs_job, logs = _logs_job(svc.name, jobs)
     facts = getattr(h, "facts", None)
@@ -291,7 +291,7 @@ def _page(
 def tiles_now() -> dict[str, Any]:
     """What the live tiles show: every probed service's current status and every host's newest facts."""
     h = homelab()
-    services = [{**r, "age": age_text(r["age_seconds"])} for r in h.status.current()] if h.status else []
+    services = [for_tiles(r) for r in h.status.current()] if h.status else []  # in the tiles' order
     facts = getattr(h, "facts", None)
     hosts = [{**r, "age": age_text(r["age_seconds"])} for r in facts.hosts()] if facts is not None else []
     return {"services": services, "hosts": hosts}

@@ -46,7 +46,9 @@ def services() -> Any:
 def _probed(status: StatusService, name: str) -> dict[str, Any]:
     row = next((r for r in _current(status) if r["name"] == name), None)
     if row is None:
-        raise ValidationError(f"'{name[:64]}' is not an enabled service with a domain (GET /api/v1/services)", 404)
+        raise ValidationError(
+            f"'{name[:64]}' is not an enabled service with a status: a domain or containers (GET /api/v1/services)", 404
+        )
     return row
 
 

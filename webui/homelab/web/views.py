@@ -75,6 +75,7 @@ def dashboard() -> Any:
         status_rows=status_rows,
         status_error=status_error,
         status_interval=h.settings.status_interval,
+        facts_fresh_minutes=h.status.facts_fresh_seconds // 60 if h.status else 0,
         drift_states=h.drift.states() if h.drift else [],
         drift_summary=h.drift.summary() if h.drift else {},
         drift_next=min(nexts) if nexts else None,
@@ -82,8 +83,8 @@ def dashboard() -> Any:
 
 
 def _status_rows() -> tuple[list[dict[str, Any]], str]:
-    """The status tiles: each enabled service with a domain as last probed, problems first."""
-    from homelab.status import age_text
+    """The status tiles: each service with a status (homelab.status.judge_service), problems first."""
+    from homelab.status import for_tiles
 
     h = homelab()
     if h.status is None:
@@ -92,7 +93,7 @@ def _status_rows() -> tuple[list[dict[str, Any]], str]:
         rows = h.status.current()
     except Exception as exc:  # a broken registry is said once, by the Services panel
         return [], str(exc)
-    return [{**r, "age": age_text(r["age_seconds"])} for r in rows], ""
+    return [for_tiles(r) for r in rows], ""
 
 
 # Catalog playbooks that deploy one service (named by their `service` parameter) or every enabled one.

@@ -3,6 +3,9 @@
 // (GET /api/v1/services/<name>/history, /api/v1/hosts/<host>/history). Each figure has its text
 // alternative, a table in a <details>, rendered by the server for 24 h; this script draws the chart
 // and, on a range change, fetches the range and rewrites the table (textContent only) and the chart.
+// Live: static/live.js passes each tiles event (SSE) on as "homelab:tiles"; when it carries a newer
+// sample for a group (its service's probe or containers, a host's facts: data-live-key), the group
+// fetches its range again and the charts take the new samples in (uPlot setData), no reload.
 (function () {
   "use strict";
   if (!window.fetch) return;
@@ -122,6 +125,30 @@
     return data;
   }
 
+  // The indices of a series' values with no value next to them (uPlot's points.filter): only those get a dot.
+  function isolated(u, i) {
+    var ys = u.data[i], out = [];
+    for (var j = 0; j < ys.length; j++) {
+      if (ys[j] === null || ys[j] === undefined) continue;
+      var before = j > 0 ? ys[j - 1] : null, after = j + 1 < ys.length ? ys[j + 1] : null;
+      if ((before === null || before === undefined) && (after === null || after === undefined)) out.push(j);
+    }
+    return out;
+  }
+
+  // The y axis as wide as its longest label ("1000 ms" is not cut off), at least 56 px.
+  function axisSize(u, values, i, cycle) {
+    var axis = u.axes[i];
+    if (cycle > 1 && axis._size) return axis._size;
+    var longest = (values || []).reduce(function (a, v) { return String(v).length > a.length ? String(v) : a; }, "");
+    var size = (axis.ticks.size || 10) + (axis.gap || 5);
+    if (longest) {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / (window.devicePixelRatio || 1);
+    }
+    return Math.max(56, Math.ceil(size) + 4);
+  }
+
   function fillTable(fig, rows) {
     var body = fig.querySelector("tbody[data-table]");
     if (!body) return;
@@ -152,30 +179,37 @@
     var box = fig.querySelector("[data-chart-canvas]");
     var empty = fig.querySelector("[data-chart-empty]");
     if (!kind || !box) return;
-    if (fig._plot) {
-      fig._plot.destroy();
-      fig._plot = null;
-    }
     fillTable(fig, kind.rows(data));
     var points = kind.points(data);
     var series = kind.series(data);
     if (empty) empty.hidden = points.length > 0;
-    if (!points.length || !series.length || !window.uPlot) return;
-    var cols = columns(points, series.length, data.bucket_seconds);
+    var cols = points.length && series.length ? columns(points, series.length, data.bucket_seconds) : null;
+    if (fig._plot && cols && fig._plot.series.length === series.length + 1) {
+      fig._plot.setData(cols); // the same series: new samples in place, the legend and size kept
+      fig.dataset.points = String(cols[0].length);
+      return;
+    }
+    if (fig._plot) {
+      fig._plot.destroy();
+      fig._plot = null;
+    }
+    fig.dataset.points = cols ? String(cols[0].length) : "0";
+    if (!cols || !window.uPlot) return;
     var unit = kind.unit;
     var opts = {
       width: Math.max(240, box.clientWidth || 600),
       height: 200,
       legend: { live: true },
+      padding: [8, 32, 0, 0], // room on the right for the last time label
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true }, y: kind.range ? { range: kind.range } : { auto: true } },
       axes: [
-        { stroke: AXIS, grid: { stroke: GRID }, ticks: { stroke: GRID } },
+        { stroke: AXIS, grid: { stroke: GRID }, ticks: { stroke: GRID }, space: 64 }, // time labels apart at 390 px
         {
           stroke: AXIS,
           grid: { stroke: GRID },
           ticks: { stroke: GRID },
-          size: 56,
+          size: axisSize,
           values: function (u, vals) {
             return vals.map(function (v) { return v + (unit ? " " + unit : ""); });
           },
@@ -184,12 +218,14 @@
       series: [{}].concat(
         series.map(function (s, i) {
           var c = COLOURS[i % COLOURS.length];
-          var out = { label: s.label, stroke: c, width: 2, spanGaps: false, points: { show: false } };
+          // a line needs two points: a sample alone between gaps is drawn as a dot, or it would not show
+          var out = { label: s.label, stroke: c, width: 2, spanGaps: false, points: { show: true, size: 7, filter: isolated } };
           out.value = function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(unit === "" ? 0 : 1) + (unit ? " " + unit : ""); };
           if (s.bars) {
             out.fill = "rgba(110, 231, 168, 0.35)";
             out.stroke = "#6ee7a8";
             out.paths = window.uPlot.paths.bars({ size: [0.9, 40] });
+            out.points = { show: false }; // a bar shows alone
           }
           return out;
         })
@@ -203,11 +239,13 @@
     if (el) el.textContent = text;
   }
 
-  function load(group, range) {
+  function load(group, range, live) {
     var figs = Array.prototype.slice.call(group.querySelectorAll("figure[data-chart][data-src]"));
     var urls = {};
     figs.forEach(function (f) { (urls[f.dataset.src] = urls[f.dataset.src] || []).push(f); });
-    setStatus(group, "Loading the last " + (range === "7d" ? "7 days" : "24 hours") + "…");
+    var seq = (group._seq = (group._seq || 0) + 1);
+    if (!live) group._announce = true; // a range chosen: say so when its (or a later) load ends
+    if (!live) setStatus(group, "Loading the last " + (range === "7d" ? "7 days" : "24 hours") + "…");
     var pending = Object.keys(urls).map(function (url) {
       var sep = url.indexOf("?") < 0 ? "?" : "&";
       return fetch(url + sep + "range=" + encodeURIComponent(range), {
@@ -219,11 +257,17 @@
           return r.json();
         })
         .then(function (data) {
+          if (seq !== group._seq) return; // a newer load (another range, a newer sample) is on its way
+          group._to = Math.max(group._to || 0, Date.parse(data.to));
           urls[url].forEach(function (f) { draw(f, data); });
         });
     });
     Promise.all(pending).then(
       function () {
+        if (seq !== group._seq) return;
+        group.dataset.loaded = String((Number(group.dataset.loaded) || 0) + 1);
+        if (!group._announce) return; // live: a screen reader hears nothing each minute (the tables have it)
+        group._announce = false;
         var step = range === "7d" ? "1-hour" : "5-minute";
         setStatus(group, "The last " + (range === "7d" ? "7 days" : "24 hours") + ", in " + step + " buckets (UTC).");
       },
@@ -243,6 +287,14 @@
       });
     });
     load(group, group.dataset.range || "24h");
+    var liveKey = null;
+    document.addEventListener("homelab:tiles", function (e) {
+      var now = stamp(group, e.detail || {});
+      // the first event: new only if a sample is newer than what the first load read
+      var changed = liveKey === null ? now.newest > (group._to || Infinity) : now.key !== liveKey;
+      liveKey = now.key;
+      if (changed) load(group, group.dataset.range || "24h", true);
+    });
     var timer = null;
     window.addEventListener("resize", function () {
       clearTimeout(timer);
@@ -253,6 +305,19 @@
         });
       }, 150);
     });
+  }
+
+  // What says a group has new samples: its service's newest probe and containers (a service page),
+  // and every host's newest facts (its containers' restarts; a host's charts on the dashboard).
+  function stamp(group, data) {
+    var times = (data.hosts || []).map(function (h) { return [h.host, h.observed_at]; });
+    var name = group.dataset.liveService;
+    (data.services || []).forEach(function (s) {
+      if (name && s.name === name) times.push([s.name, s.observed_at], [s.name, s.containers_observed_at]);
+    });
+    var newest = 0;
+    times.forEach(function (t) { if (t[1]) newest = Math.max(newest, Date.parse(t[1])); });
+    return { key: JSON.stringify(times), newest: newest };
   }
 
   document.querySelectorAll("[data-history-group]").forEach(init);
