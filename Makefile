@@ -17,7 +17,7 @@ PYTHON_LINT = ruff check . && ruff format --check . && mypy
 # The repository's YAML files, tracked or new: `yamllint .` would walk .venv's collections (minutes).
 YAML_FILES = $(shell git ls-files --cached --others --exclude-standard -- '*.yml' '*.yaml')
 
-.PHONY: vendor run converge bench bench-converge bench-drift bench-jarvis browser test check venv host lab-images lab-up lab-down lint molecule pytest lock clean
+.PHONY: vendor run converge bench bench-converge bench-drift bench-facts bench-jarvis browser test check venv host lab-images lab-up lab-down lint molecule pytest lock clean
 
 run: venv lab-up  ## the web UI (job engine, catalog, live output) on the lab inventory, http://127.0.0.1:8080
 	source $(LAB_ENV) && ansible-playbook lab/prepare.yml
@@ -44,6 +44,9 @@ bench-drift: venv lab-images  ## drift check of 1 vs 4 lab hosts, and a full-sit
 
 bench-converge: venv lab-images  ## site.yml on one lab host over SSH: first, no-op and check runs, linear vs Mitogen (about 20 minutes; BENCH_ARGS="--against REF --docker")
 	source $(LAB_ENV) && cd bench && python converge.py $(BENCH_ARGS)
+
+bench-facts: venv lab-images  ## the dashboard's facts cycle on 1 and 2 lab hosts: wall, controller and host CPU, projected to 10 (about 4 minutes)
+	source $(LAB_ENV) && cd bench && python facts_cycle.py
 
 bench-jarvis: venv lab-images  ## Jarvis: stop a service container -> healthy again, vs 2 check intervals + the playbook (about 5 minutes)
 	source $(LAB_ENV) && cd bench && python jarvis_recovery.py

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from homelab.registry import Registry
-from homelab.store import AuditEntry, Job
+from homelab.store import AuditEntry, Job, TaskResult
 from homelab.switch import SwitchError, edited
 
 from labenv import inventory_copy
-from webui_helpers import ROOT, csrf_from, logged_in_app, real_catalog_settings
+from webui_helpers import PY, ROOT, csrf_from, logged_in_app, real_catalog_settings
 
 
 @pytest.fixture
@@ -146,3 +146,46 @@ def test_the_edit_changes_one_line_or_appends_one_and_refuses_an_expression() ->
     for bad in ('n8n_enabled: "{{ other }}"\n', "n8n_enabled: true\nn8n_enabled: false\n", "- a\n", "a: [\n"):
         with pytest.raises(SwitchError):
             edited(bad, "n8n_enabled", False)
+
+
+def test_deploy_service_refuses_a_switched_off_service_so_the_page_offers_the_site_deploy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why a switched-off service's page offers "Deploy site" and not "Deploy <service>": the
+    deploy_service playbook refuses a service the inventory disables before its role runs, so its
+    uninstall path (roles/<svc>/tasks/uninstall.yml, `when: not <svc>_enabled`) is reached only by
+    the site converge. A real deploy_service job through the engine, on the production inventory
+    with its one host run locally (nothing on it is reached: the refusal comes first)."""
+    inventory = inventory_copy(ROOT / "inventory" / "production", tmp_path / "production")
+    (inventory / "host_vars").mkdir()
+    (inventory / "host_vars" / "homelab-server.yml").write_text(
+        f"ansible_connection: local\nansible_python_interpreter: {PY}\nansible_become: false\n"
+    )
+    monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+    quiet = {"HOMELAB_JARVIS": "0", "HOMELAB_STATUS_INTERVAL": "0", "HOMELAB_FACTS_INTERVAL": "0"}
+    settings = real_catalog_settings(tmp_path, inventory, **quiet)
+    with logged_in_app(settings, monkeypatch, start_engine=True, stop_timeout=60) as (app, client):
+        h = app.extensions["homelab"]
+        csrf = csrf_from(client.get("/services/n8n").get_data(as_text=True))
+        r = client.post("/services/n8n/enabled", data={"csrf_token": csrf, "value": "false", "confirm": "1"})
+        assert r.status_code == 302 and Registry(inventory).union()["n8n"].enabled is False
+
+        # the page offers the site converge, not the one-service deploy, and its run route refuses that
+        page = client.get(r.headers["Location"]).get_data(as_text=True)
+        assert 'id="switch-deploy" href="/catalog/site"' in page and 'value="deploy_service"' not in page
+        r = client.post("/services/n8n/run", data={"csrf_token": csrf_from(page), "entry": "deploy_service"})
+        assert r.status_code == 400
+
+        # from the catalog it starts, and the playbook refuses before any task of the n8n role
+        page = client.get("/catalog/deploy_service").get_data(as_text=True)
+        r = client.post("/catalog/deploy_service", data={"csrf_token": csrf_from(page), "service": "n8n"})
+        assert r.status_code == 302, r.get_data(as_text=True)[:500]
+        job = h.engine.wait(int(r.headers["Location"].rsplit("/", 1)[1]), 300)
+        assert job.playbook == "deploy_service" and job.params == {"service": "n8n"}
+        assert job.status == "failed", job.reason
+        with h.store.session() as s:
+            results = list(s.scalars(select(TaskResult).where(TaskResult.job_id == job.id).order_by(TaskResult.seq)))
+        failed = [(t.task, t.message) for t in results if t.status == "failed"]
+        assert [name for name, _ in failed] == ["Refuse a service the inventory disables"], failed
+        assert "n8n_enabled is false" in failed[0][1]
+        assert not [t.task for t in results if t.role == "n8n" or "ninstall" in t.task]
