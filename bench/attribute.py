@@ -16,8 +16,11 @@ from pathlib import Path
 
 KINDS = [
     ("compose up (skipped when current)", r"Run the compose project|Start PostgreSQL and wait"),
-    ("ufw (one read, then only what differs)", r"^base : (Set the default policies|Open ssh|Read the (rules|firewall)|"
-     r"Close ports|Set the firewall's logging|Enable the firewall)"),
+    (
+        "ufw (one read, then only what differs)",
+        r"^base : (Set the default policies|Open ssh|Read the (rules|firewall)|"
+        r"Close ports|Set the firewall's logging|Enable the firewall)",
+    ),
     ("apt (only when dpkg misses a package)", r"^\w+ : (Install |Ask dpkg)"),
     ("include (install/uninstall paths)", r"^\w+ : (Install|Uninstall|Remove the service) "),
 ]
@@ -58,13 +61,17 @@ def by_kind(text: str) -> dict[str, list[float]]:
 
 def main(before: str, after: str) -> None:
     b, a = by_kind(Path(before).read_text()), by_kind(Path(after).read_text())
-    print(f"{'kind of task':<42} {'tasks before':>12} {'s before':>9} {'tasks after':>11} {'s after':>8} {'saved s':>8}")
+    print(
+        f"{'kind of task':<42} {'tasks before':>12} {'s before':>9} {'tasks after':>11} {'s after':>8} {'saved s':>8}"
+    )
     for kind in [k for k, _ in KINDS] + ["skipped tasks", "everything else"]:
         (nb, sb), (na, sa) = b.get(kind, [0, 0.0]), a.get(kind, [0, 0.0])
         print(f"{kind:<42} {nb:12d} {sb:9.1f} {na:11d} {sa:8.1f} {sb - sa:8.1f}")
     tb, ta = sum(v[1] for v in b.values()), sum(v[1] for v in a.values())
-    print(f"{'all tasks':<42} {sum(v[0] for v in b.values()):12d} {tb:9.1f} {sum(v[0] for v in a.values()):11d} "
-          f"{ta:8.1f} {tb - ta:8.1f}")
+    print(
+        f"{'all tasks':<42} {sum(v[0] for v in b.values()):12d} {tb:9.1f} {sum(v[0] for v in a.values()):11d} "
+        f"{ta:8.1f} {tb - ta:8.1f}"
+    )
 
 
 if __name__ == "__main__":
