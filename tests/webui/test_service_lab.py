@@ -238,6 +238,10 @@ def test_the_service_page_on_a_lab_host_status_logs_masked_facts_down_and_restar
             break
         time.sleep(0.5)
     assert sample.status == "up", sample.error
+    # The tile counts the containers too, and the newest facts (taken before the restart) still say
+    # exited: the next facts cycle sees the container running again and the tile turns up.
+    _facts(h)
+    assert [b["state"] for b in h.facts.containers("n8n")] == ["running"]
     assert _tile(client) == "up"
     print(
         f"\nlab phases: probe+logs {t_logs - t0:.1f}s, facts {t_facts - t_logs:.1f}s, "
