@@ -19,7 +19,7 @@ from homelab.facts import FactsService
 from homelab.settings import Settings
 from homelab.store import ServiceSample, Store, utcnow
 
-from webui_helpers import ADMIN_PASSWORD, PY, ROOT
+from webui_helpers import ADMIN_PASSWORD, PY, ROOT, real_catalog_env
 
 pytestmark = pytest.mark.browser
 SHOTS = ROOT / "var" / "reports"
@@ -31,17 +31,8 @@ def _site(tmp_path: Path, server_factory: Any) -> tuple[Any, Store, FactsService
     hostvars |= {"n8n_enabled": True, "n8n_domain": "n8n.page.test", "plex_enabled": True}
     hostvars |= {"plex_domain": "plex.page.test", "twingate_connector_enabled": True}
     inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
-    var = tmp_path / "var"
-    var.mkdir()
-    (tmp_path / "schedules.yml").write_text("schedules: []\n")
-    env = {
-        "HOMELAB_VAR_DIR": str(var),
-        "HOMELAB_INVENTORY": str(inventory),
-        "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
-        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-        "HOMELAB_SCHEDULER": "0",  # no cycle of its own: the test stores every sample
-        "HOMELAB_JARVIS": "0",
-    }
+    # No scheduler (real_catalog_env): no cycle of its own, the test stores every sample.
+    env = real_catalog_env(tmp_path, inventory, HOMELAB_JARVIS="0")
     settings = Settings.from_env(env)
     store = Store(settings.db_url)
     facts = FactsService(settings, store, None, None, type("NoEngine", (), {"on_finished": []})())

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from homelab.settings import Settings
 from homelab.store import DriftState, Job, ServiceSample
 
-from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from, logged_in_app, real_catalog_settings
+from webui_helpers import ADMIN_PASSWORD, PY, ROOT, csrf_from, logged_in_app, real_catalog_env, real_catalog_settings
 
 
 @pytest.fixture
@@ -355,17 +355,7 @@ def test_home_to_service_page_by_keyboard_at_desktop_and_phone_sizes_with_live_t
     hostvars = {"ansible_connection": "local", "ansible_python_interpreter": PY, "n8n_enabled": True}
     hostvars |= {"n8n_domain": "n8n.page.test", "plex_enabled": True, "plex_domain": "plex.page.test"}
     inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
-    var = tmp_path / "var"
-    var.mkdir()
-    (tmp_path / "schedules.yml").write_text("schedules: []\n")
-    env = {
-        "HOMELAB_VAR_DIR": str(var),
-        "HOMELAB_INVENTORY": str(inventory),
-        "HOMELAB_CATALOG": str(ROOT / "playbooks" / "catalog.yml"),
-        "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
-        "HOMELAB_SCHEDULER": "0",
-        "HOMELAB_JARVIS": "0",
-    }
+    env = real_catalog_env(tmp_path, inventory, HOMELAB_JARVIS="0")
     settings = Settings.from_env(env)
     store = Store(settings.db_url)
     with store.session.begin() as s:

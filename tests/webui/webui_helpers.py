@@ -24,9 +24,9 @@ def write_inventory(path: Path, hosts: tuple[str, ...] = ("alpha", "beta"), grou
     return path
 
 
-def real_catalog_settings(tmp_path: Path, inventory: Path, **env: str) -> Settings:
-    """The repository's catalog on `inventory`, a fresh var dir and an empty schedules file, no
-    scheduler (a test's own env entries are added or win)."""
+def real_catalog_env(tmp_path: Path, inventory: Path, **env: str) -> dict[str, str]:
+    """The environment of a server on the repository's catalog and `inventory`, with a fresh var dir
+    and an empty schedules file, no scheduler (a test's own env entries are added or win)."""
     var = tmp_path / "var"
     var.mkdir()
     (tmp_path / "schedules.yml").write_text("schedules: []\n")
@@ -37,7 +37,12 @@ def real_catalog_settings(tmp_path: Path, inventory: Path, **env: str) -> Settin
         "HOMELAB_SCHEDULES": str(tmp_path / "schedules.yml"),
         "HOMELAB_SCHEDULER": "0",
     }
-    return Settings.from_env({**base, **env})
+    return {**base, **env}
+
+
+def real_catalog_settings(tmp_path: Path, inventory: Path, **env: str) -> Settings:
+    """Settings.from_env of real_catalog_env."""
+    return Settings.from_env(real_catalog_env(tmp_path, inventory, **env))
 
 
 @contextmanager
