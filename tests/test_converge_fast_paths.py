@@ -7,6 +7,7 @@ idempotent with them is proved on lab hosts by molecule (site) and bench/converg
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -139,3 +140,101 @@ def test_tags_still_select_a_service_through_its_include() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "n8n : Install n8n" in proc.stdout and "n8n : Uninstall n8n" in proc.stdout, proc.stdout
     assert "plex : Install plex" not in proc.stdout and "caddy : Install Caddy" not in proc.stdout, proc.stdout
+
+
+def test_files_state_counts_a_path_current_only_when_its_task_would_change_nothing(tmp_path: Path) -> None:
+    """A real template task writes a file and a directory; files_state, given the checksum of the
+    same template rendered by the lookup the roles use, calls both current; then a changed mode,
+    owner, content or type each make exactly that path not current (its task runs again)."""
+    (tmp_path / "t.j2").write_text(
+        "# {{ ansible_managed }}\n{% for k, v in env | dictsort %}\n{{ k }}='{{ v }}'\n{% endfor %}\n"
+    )
+    playbook = tmp_path / "pb.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars": {
+                        "env": {"B": "2", "A": "it's"},
+                        "d": str(tmp_path / "d"),
+                        "f": str(tmp_path / "d" / "f"),
+                        "t": str(tmp_path / "t.j2"),
+                    },
+                    "tasks": [
+                        {"ansible.builtin.file": {"path": "{{ d }}", "state": "directory", "mode": "0750"}},
+                        {
+                            "ansible.builtin.template": {
+                                "src": str(tmp_path / "t.j2"),
+                                "dest": "{{ f }}",
+                                "mode": "0600",
+                            }
+                        },
+                        {
+                            "files_state": {
+                                "paths": [
+                                    {"path": "{{ d }}", "state": "directory", "owner": "root", "mode": "0750"},
+                                    {
+                                        "path": "{{ f }}",
+                                        "mode": "0600",
+                                        "group": "0",
+                                        "checksum": "{{ lookup('ansible.builtin.template', t) | hash('sha1') }}",
+                                    },
+                                ]
+                            },
+                            "register": "state",
+                        },
+                        {
+                            "ansible.builtin.copy": {
+                                "content": "{{ state | to_json }}",
+                                "dest": str(tmp_path / "state.json"),
+                            }
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    files = _load(ROOT / "plugins" / "modules" / "files_state.py")
+
+    def run(*extra: str) -> dict:
+        proc = subprocess.run(
+            [
+                "ansible-playbook",
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "-e",
+                "ansible_python_interpreter={{ ansible_playbook_python }}",
+                str(playbook),
+                *extra,
+            ],
+            cwd=ROOT,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        return json.loads((tmp_path / "state.json").read_text())
+
+    state = run()
+    assert sorted(state["current"]) == sorted([str(tmp_path / "d"), str(tmp_path / "d" / "f")]), state["differs"]
+    assert not state["changed"]
+
+    f, d = tmp_path / "d" / "f", tmp_path / "d"
+    spec = {"path": str(f), "mode": "0600", "checksum": files._sha1(str(f))}
+    assert files.judge(spec) is None
+    f.chmod(0o644)
+    assert files.judge(spec) == "mode"
+    f.chmod(0o600)
+    assert files.judge({**spec, "owner": "65534"}) == "owner"
+    assert files.judge({**spec, "checksum": "0" * 40}) == "content"
+    assert files.judge({**spec, "checksum": None}) == "no checksum to compare"
+    assert files.judge({"path": str(d), "state": "directory", "mode": "0750"}) is None
+    assert files.judge({"path": str(f), "state": "directory"}) == "not a directory"
+    assert files.judge({"path": str(d), "mode": "0750", "checksum": "x"}) == "not a regular file"
+    assert files.judge({"path": str(tmp_path / "nope")}) == "missing"
