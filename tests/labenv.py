@@ -3,12 +3,16 @@ ansible-playbook run from a test. (Not in conftest.py: several conftest.py files
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +62,50 @@ def resolve(inventory: Path, expr: str, root: Path = ROOT) -> Any:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [host] = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"].values()
     return json.loads(host["msg"])
+
+
+def load_module(path: Path) -> ModuleType:
+    """A plugin or script of the repository (plugins/modules/*.py, ...) imported from its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def postgres_container(
+    name: str, user: str = "postgres", password: str = "pgtest", db: str = "postgres"
+) -> Iterator[str]:
+    """A fresh container of the lab's PostgreSQL image (LAB_POSTGRES_IMAGE, make test exports it) named
+    name: yields its address once it accepts connections as user, and removes it (and its volume) after."""
+    import psycopg
+
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+    env = ["-e", f"POSTGRES_USER={user}", "-e", f"POSTGRES_PASSWORD={password}", "-e", f"POSTGRES_DB={db}"]
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, *env, os.environ["LAB_POSTGRES_IMAGE"]],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        ip = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                psycopg.connect(f"host={ip} user={user} password={password} dbname={db}", connect_timeout=3).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # polling for the server to accept connections
+        yield ip
+    finally:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True, timeout=60)

@@ -6,28 +6,17 @@ idempotent with them is proved on lab hosts by molecule (site) and bench/converg
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import yaml
 
-from labenv import ROOT, ansible_env
+from labenv import ROOT, ansible_env, load_module
 
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-drift = _load(ROOT / "plugins" / "modules" / "compose_runtime_drift.py")
-packages = _load(ROOT / "plugins" / "filter" / "packages.py")
+drift = load_module(ROOT / "plugins" / "modules" / "compose_runtime_drift.py")
+packages = load_module(ROOT / "plugins" / "filter" / "packages.py")
 
 SERVICES = {"app": {"image": "example/app:1"}}
 HASHES = {"app": "h1"}
@@ -196,7 +185,7 @@ def test_files_state_counts_a_path_current_only_when_its_task_would_change_nothi
             ]
         )
     )
-    files = _load(ROOT / "plugins" / "modules" / "files_state.py")
+    files = load_module(ROOT / "plugins" / "modules" / "files_state.py")
 
     def run(*extra: str) -> dict:
         proc = subprocess.run(

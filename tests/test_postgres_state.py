@@ -5,28 +5,14 @@ produced; the lab-marked ones read a real server's catalogs after the same state
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import subprocess
-import time
-from pathlib import Path
-from types import ModuleType
 from typing import Iterator
 
 import pytest
 
-from labenv import ROOT
+from labenv import ROOT, load_module, postgres_container
 
-
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-state = _load(ROOT / "plugins" / "modules" / "postgres_databases_state.py")
+state = load_module(ROOT / "plugins" / "modules" / "postgres_databases_state.py")
 
 # Made by PostgreSQL 16 (the lab image): CREATE ROLE app LOGIN PASSWORD 'app-secret' under
 # password_encryption scram-sha-256, read back from pg_authid.rolpassword.
@@ -130,36 +116,9 @@ def superuser() -> Iterator[object]:
     """A psycopg connection (autocommit) as superuser to a fresh PostgreSQL container."""
     import psycopg
 
-    subprocess.run(["docker", "rm", "-f", NAME], capture_output=True, timeout=60)
-    subprocess.run(
-        ["docker", "run", "-d", "--name", NAME, "-e", "POSTGRES_PASSWORD=pgtest", os.environ["LAB_POSTGRES_IMAGE"]],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    try:
-        ip = subprocess.run(
-            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", NAME],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                conn = psycopg.connect(
-                    f"host={ip} user=postgres password=pgtest dbname=postgres", connect_timeout=3, autocommit=True
-                )
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)  # polling for the server to accept connections
-        with conn:
+    with postgres_container(NAME) as ip:
+        with psycopg.connect(f"host={ip} user=postgres password=pgtest dbname=postgres", autocommit=True) as conn:
             yield conn
-    finally:
-        subprocess.run(["docker", "rm", "-f", "-v", NAME], capture_output=True, timeout=60)
 
 
 def _declare(conn, owner: str = "app", name: str = "app", password: str = PASSWORD) -> None:

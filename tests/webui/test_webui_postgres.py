@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from dataclasses import replace
 
 import pytest
 
+from labenv import postgres_container
+
 NAME = f"homelab-webui-pg-{os.getpid()}"
-
-
-def _postgres_image() -> str:
-    """The real PostgreSQL image lab/build-images.sh builds (make test exports its name)."""
-    return os.environ["LAB_POSTGRES_IMAGE"]
 
 
 # One PostgreSQL container of a fixed name: every test that uses it (test_store_migrations too) runs
@@ -25,49 +20,9 @@ pytestmark = [pytest.mark.lab, POSTGRES_GROUP]
 
 @pytest.fixture
 def postgres_url():
-    import psycopg
-
-    subprocess.run(["docker", "rm", "-f", NAME], capture_output=True, timeout=60)
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            NAME,
-            "-e",
-            "POSTGRES_USER=homelab",
-            "-e",
-            "POSTGRES_PASSWORD=pgtest",
-            "-e",
-            "POSTGRES_DB=homelab",
-            _postgres_image(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    try:
-        ip = subprocess.run(
-            ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", NAME],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                psycopg.connect(f"host={ip} user=homelab password=pgtest dbname=homelab", connect_timeout=3).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)  # polling for the server to accept connections
+    with postgres_container(NAME, user="homelab", db="homelab") as ip:
         # client_encoding: the lab image inits SQL_ASCII
         yield f"postgresql+psycopg://homelab:pgtest@{ip}:5432/homelab?client_encoding=utf8"
-    finally:
-        subprocess.run(["docker", "rm", "-f", "-v", NAME], capture_output=True, timeout=60)
 
 
 def test_jobs_events_and_recaps_persist_in_postgresql(settings, make_engine, postgres_url):
