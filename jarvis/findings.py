@@ -32,6 +32,7 @@ CODES: dict[str, str] = {
     "backup.failed": "the last backup failed",
     "backup.stale": "no successful backup for too long",
     "backup.missing": "no backup status exists although backups are expected",
+    "backup.offsite_failed": "the weekly check or restore drill of the off-host backup copies failed",
     "postgres.unreachable": "PostgreSQL does not accept connections",
     "dns.mismatch": "a domain resolves to an address other than the server's",
     "dns.missing": "a domain does not resolve",

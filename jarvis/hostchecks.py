@@ -264,6 +264,17 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
                 f"no successful backup for {since:.0f} h" if since is not None else "no successful backup recorded",
                 data,
             )
+        for what in ("check", "drill"):
+            run = data.get(f"offsite_{what}") or {}
+            if run.get("status") == "failed":
+                add(
+                    "backup.offsite_failed",
+                    "critical",
+                    f"backup:offsite_{what}",
+                    f"the off-host backup {what} failed: {str(run.get('error') or '')[:160]}",
+                    {"at": run.get("at"), "error": run.get("error")},
+                    step=what,
+                )
     elif th("backup_expected"):
         add("backup.missing", "warning", "backup", f"no backup status at {b.get('path')}", {"path": b.get("path")})
 

@@ -5,6 +5,7 @@
 #   homelab-lab/debian:<hash>    Debian 13 minbase: the base of the service images below
 #   homelab-lab/caddy:<hash>     Debian's caddy, laid out like the upstream caddy:2 image
 #   homelab-lab/postgres:<hash>  Debian's PostgreSQL, with an entrypoint compatible with postgres:16-alpine
+#   homelab-lab/redis:<hash>     Debian's Redis, standing in for redis:7-alpine
 #   homelab-lab/standin:<hash>   an HTTP stand-in for images no registry gives us (n8n, Plex, ...)
 #   homelab-lab/node:<hash>      Debian's Node.js, the base the bot roles build on in tests
 #   homelab-lab/python:<hash>    Debian's Python, standing in for python:3.12-slim
@@ -13,7 +14,7 @@
 #   homelab-lab/platform:<hash>  the lab host with what every converged host installs anyway (images/platform)
 #   volumes homelab-lab-seed-<hash>  a lab host engine's /var/lib/docker holding the service images
 #                                (LAB_DOCKER_SEED); lab/lab.sh copies it into each platform host
-# Prints "NAME=REF" lines (LAB_IMAGE: the platform image, LAB_BARE_IMAGE: the bare one, LAB_DOCKER_SEED, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
+# Prints "NAME=REF" lines (LAB_IMAGE: the platform image, LAB_BARE_IMAGE: the bare one, LAB_DOCKER_SEED, LAB_DEBIAN_IMAGE, LAB_CADDY_IMAGE, LAB_POSTGRES_IMAGE, LAB_REDIS_IMAGE, LAB_STANDIN_IMAGE, LAB_NODE_IMAGE, LAB_VNC_IMAGE, LAB_PYTHON_IMAGE, LAB_DASHBOARD_IMAGE) for callers
 # to eval; inventory/lab and the molecule scenarios read the image names from them.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +71,8 @@ caddy_ref="homelab-lab/caddy:$(echo "$deb_ref" | cat - "$here"/images/caddy/* | 
 pg_ref="homelab-lab/postgres:$(echo "$deb_ref" | cat - "$here"/images/postgres/* | sha256sum | cut -c1-12)"
 build_dockerfile_image "$caddy_ref" "$here/images/caddy" "$deb_ref"
 build_dockerfile_image "$pg_ref" "$here/images/postgres" "$deb_ref"
+redis_ref="homelab-lab/redis:$(echo "$deb_ref" | cat - "$here"/images/redis/* | sha256sum | cut -c1-12)"
+build_dockerfile_image "$redis_ref" "$here/images/redis" "$deb_ref"
 # Stand-ins for images we cannot pull (n8n, Plex, Home Assistant, ...) and the Node base the bots build on.
 standin_ref="homelab-lab/standin:$(echo "$deb_ref" | cat - "$here"/images/standin/* | sha256sum | cut -c1-12)"
 node_ref="homelab-lab/node:$(echo "$deb_ref" | cat - "$here"/images/node/* | sha256sum | cut -c1-12)"
@@ -102,7 +105,7 @@ platform_ref="homelab-lab/platform:$(echo "$lab_ref" | cat - "$here"/images/plat
 build_dockerfile_image "$platform_ref" "$here/images/platform" "$lab_ref"
 
 # The seed: what a lab host's engine holds after `docker load` of the images nearly every service
-# scenario loads (caddy, postgres, the stand-in, Debian), built once in a throwaway platform host
+# scenario loads (caddy, postgres, redis, the stand-in, Debian), built once in a throwaway platform host
 # (systemd and dockerd as on every lab host) with the engine stopped cleanly; lab/lab.sh copies it
 # to a new host's /var/lib/docker (cp -a: ~4x faster than docker save|load). The big images only
 # some scenarios use (node, vnc-desktop, the dashboard, which changes with every web UI edit) stay
@@ -140,7 +143,7 @@ build_seed() { # VOLUME FROM-VOLUME|"" IMAGE...
     log "seeding $vol failed"; exit 1
   fi
 }
-common_images=("$caddy_ref" "$pg_ref" "$standin_ref" "$deb_ref")
+common_images=("$caddy_ref" "$pg_ref" "$redis_ref" "$standin_ref" "$deb_ref")
 seed="homelab-lab-seed-$(seed_hash "${common_images[@]}")"
 # Seeds of older recipes go (a seed is only ever copied from, so none is in use).
 docker volume ls -q --filter label=homelab-lab.seed=1 | grep -vxF -e "$seed" | xargs -r docker volume rm >/dev/null 2>&1 || true
@@ -152,6 +155,7 @@ echo "LAB_DOCKER_SEED=$seed"
 echo "LAB_DEBIAN_IMAGE=$deb_ref"
 echo "LAB_CADDY_IMAGE=$caddy_ref"
 echo "LAB_POSTGRES_IMAGE=$pg_ref"
+echo "LAB_REDIS_IMAGE=$redis_ref"
 echo "LAB_STANDIN_IMAGE=$standin_ref"
 echo "LAB_NODE_IMAGE=$node_ref"
 echo "LAB_VNC_IMAGE=$vnc_ref"

@@ -50,7 +50,7 @@ def test_every_seed_service_is_adopted_or_listed_as_not_adopted(prod: dict[str, 
     platform = {plan["postgres"]["old"]: "postgres", plan["caddy"]["old"]: "caddy"}
     not_adopted = {n["old"]: n["why"] for n in plan["not_adopted"]}
     assert set(adopted) | set(platform) | set(not_adopted) == seed
-    assert not_adopted == dict.fromkeys(("code-server", "minio", "redis"), "listed as not adopted (adopt_overrides)")
+    assert not_adopted == {"minio": "listed as not adopted (adopt_overrides)"}
     assert set(not_adopted) == {k for k, v in prod["overrides"].items() if v is False}
     assert adopted == {
         "discord-bot": "discord_bot",
@@ -60,6 +60,8 @@ def test_every_seed_service_is_adopted_or_listed_as_not_adopted(prod: dict[str, 
         "homeassistant": "home_assistant",
         "vnc-desktop": "vnc_desktop",
         "homelab-dashboard": "dashboard",
+        "redis": "redis",
+        "code-server": "code_server",
     }
 
 
@@ -74,6 +76,19 @@ def test_the_seed_s_databases_go_into_each_role_s_own_database_and_data_into_its
         {"from": "/home/evin/contain/volumes/n8n", "to": "/opt/homelab/n8n/data", "target": "/home/node/.n8n"}
     ]
     assert by_old["plex"]["data"][0]["to"] == "/opt/homelab/plex/config"
+    assert by_old["redis"]["data"] == [
+        {"from": "/home/evin/contain/volumes/redis", "to": "/opt/homelab/redis/data", "target": "/data"}
+    ]
+    assert by_old["redis"]["databases"] == []
+    # code-server's settings are copied; the project tree it mounted is the one code_server opens.
+    assert by_old["code-server"]["not_copied"] == ["/home/evin/contain"]
+    assert by_old["code-server"]["data"] == [
+        {
+            "from": "/home/evin/contain/volumes/code-server",
+            "to": "/opt/homelab/code_server/config",
+            "target": "/home/coder/.config",
+        }
+    ]
     assert by_old["plex"]["not_copied"] == ["/srv/media"], "media is mounted, not copied"
     assert prod["plan"]["caddy"]["data"] == "/home/evin/contain/volumes/caddy/data"
     assert prod["plan"]["postgres"] == {

@@ -32,6 +32,7 @@ SEED_DOMAINS = {
     "scarletredjoker.com",
     "www.scarletredjoker.com",
     "vnc.evindrake.net",
+    "code.evindrake.net",
     "host.evindrake.net",
     "home.evindrake.net",
 }
@@ -264,6 +265,7 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
         ({"name": "x", "upstream": "x"}, "upstream", "is not host:port"),
         ({"name": "x", "data": ["relative/path"]}, "data", "must be an absolute path"),
         ({"name": "x", "colour": "red"}, "colour", "is not a registry field"),
+        ({"name": "x", "redis": "perhaps"}, "redis", "must be true or false"),
     ],
 )
 def test_a_malformed_entry_is_refused_naming_the_service_and_field(
@@ -399,7 +401,17 @@ def test_production_status_cycle_probes_every_enabled_service_with_a_domain(
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     targets = StatusService(Settings(), Store(f"sqlite:///{tmp_path / 's.db'}"), lambda: services.values()).targets()
     assert targets == status_targets(services.values())
-    probed = {"dashboard", "discord_bot", "home_assistant", "n8n", "plex", "static_site", "stream_bot", "vnc_desktop"}
+    probed = {
+        "code_server",
+        "dashboard",
+        "discord_bot",
+        "home_assistant",
+        "n8n",
+        "plex",
+        "static_site",
+        "stream_bot",
+        "vnc_desktop",
+    }
     assert {t.name for t in targets} == set(enabled) == probed
     assert {t.domain for t in targets} | {"www.scarletredjoker.com"} == SEED_DOMAINS
     for t in targets:  # its health path through its route, its expected statuses, its first domain's TLS

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 try:
-    from homelab.registry import RegistryError, as_ansible, check_entries, data_dirs, data_excludes
+    from homelab.registry import RegistryError, as_ansible, check_entries, data_dirs, data_excludes, redis_users
 except ImportError as exc:  # pragma: no cover - the venv installs homelab (make venv)
     raise ImportError(f"the homelab package is not installed in ansible's Python ({exc}); run `make venv`") from exc
 
@@ -32,6 +32,11 @@ def homelab_registry_data_excludes(registry):  # noqa: ANN001, ANN201
     return data_excludes(_services(registry))
 
 
+def homelab_registry_redis_users(registry):  # noqa: ANN001, ANN201
+    """The enabled services that declare `redis: true`, by name (roles/redis makes their users)."""
+    return redis_users(_services(registry))
+
+
 def _services(registry):  # noqa: ANN001, ANN202
     try:
         return check_entries(registry)
@@ -41,5 +46,9 @@ def _services(registry):  # noqa: ANN001, ANN202
 
 class FilterModule:
     def filters(self):  # noqa: ANN201
-        return {"homelab_registry_check": homelab_registry_check, "homelab_registry_data_dirs": homelab_registry_data_dirs,
-                "homelab_registry_data_excludes": homelab_registry_data_excludes}
+        return {
+            "homelab_registry_check": homelab_registry_check,
+            "homelab_registry_data_dirs": homelab_registry_data_dirs,
+            "homelab_registry_data_excludes": homelab_registry_data_excludes,
+            "homelab_registry_redis_users": homelab_registry_redis_users,
+        }

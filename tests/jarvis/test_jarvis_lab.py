@@ -2,7 +2,8 @@
 ops playbooks: a stopped service container is found by the `diagnose` playbook and brought back by
 restart_service; approve mode waits and runs only after approval; a rule that keeps failing trips
 its breaker and stops; an expiring (test-threshold) certificate triggers renew_certificates and the
-TLS check sees the new one; a stale git lock is cleared by clear_git_locks."""
+TLS check sees the new one; a stale git lock is cleared by clear_git_locks; a backup that failed
+(its off-host repository was away for the night) is run again by the backup playbook."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 
 from homelab.jobs import JobEngine
 from homelab.notify import Notifier
 from homelab.settings import Settings
-from homelab.testing.lab import container_state, host_ip, in_host, lab, start_lab_with_caddy
+from homelab.testing.lab import ansible, container_state, host_ip, in_host, lab, start_lab_with_caddy
 
 from jarvis_helpers import Receiver, write_rules
 
@@ -250,3 +252,41 @@ def test_a_stale_git_lock_is_cleared_by_clear_git_locks(make: Any) -> None:
         assert in_host(HOST, "ls /srv/projects/app/.git").split() == ["HEAD.lock"], "only the stale lock goes"
     finally:
         in_host(HOST, "rm -rf /srv/projects/app /var/lib/homelab/git-sync/status.json", check=False)
+
+
+def test_a_failed_backup_is_run_again_by_the_backup_playbook_and_the_finding_resolves(
+    make: Any, lab_inventory: Path
+) -> None:
+    """The default rule (jarvis/rules.yml, backup-again) on the real backup role: the night's run
+    failed because the off-host repository was away; Jarvis runs the catalog's backup, which now
+    succeeds, and the finding resolves."""
+    from jarvis.config import DEFAULT_RULES
+
+    [rule] = [r for r in yaml.safe_load(DEFAULT_RULES.read_text())["rules"] if r["id"] == "backup-again"]
+    # The backup role as the lab inventory has it (copies into a restic repository on the host),
+    # without a PostgreSQL, which this host does not run.
+    ansible(
+        lab_inventory,
+        "playbooks/ops/deploy_service.yml",
+        "-e",
+        json.dumps(
+            {
+                "service": "backup",
+                "backup_postgres_enabled": False,
+                "backup_data_dirs": {"caddy": "/opt/homelab/caddy/data"},
+            }
+        ),
+        strategy="mitogen_linear",
+    )
+    repo = "/srv/offsite/restic-homelab"
+    in_host(HOST, f"mv {repo} {repo}.away && (systemctl start homelab-backup.service || true) && mv {repo}.away {repo}")
+    status = json.loads(in_host(HOST, "cat /var/lib/homelab/backup/status.json"))
+    assert status["status"] == "failed" and "off-host copy" in status["error"], status
+    j = make([{**rule, "throttle": "0s"}])
+    d = j.cycle("test")
+    assert [(f.code, f.target) for f in d.findings] == [("backup.failed", f"{HOST}/backup")], d.findings
+    [a] = j.actions()
+    assert (a.playbook, a.limit, a.status) == ("backup", HOST, "resolved"), a.as_dict()
+    status = json.loads(in_host(HOST, "cat /var/lib/homelab/backup/status.json"))
+    assert status["status"] == "ok" and status["offsite"]["status"] == "ok", status
+    assert [r.status for r in j.findings(include_resolved=True)] == ["resolved"]

@@ -174,6 +174,28 @@ def test_containers_down_unhealthy_and_restarting_are_named_with_their_service()
     assert down.evidence["exit_code"] == 137
 
 
+def test_a_failed_off_host_check_or_drill_is_a_finding_of_its_own() -> None:
+    fresh = (NOW - dt.timedelta(hours=2)).isoformat() + "Z"
+    data = {
+        "status": "ok",
+        "last_success": fresh,
+        "offsite_check": {"status": "ok", "at": fresh},
+        "offsite_drill": {"status": "failed", "at": fresh, "error": "restore drill: app does not restore"},
+    }
+    fs = judge("h", facts(backup={"present": True, "data": data}), Checks(), NOW)
+    assert [(f.code, f.severity, f.target) for f in fs if f.code.startswith("backup")] == [
+        ("backup.offsite_failed", "critical", "h/backup:offsite_drill")
+    ]
+    [f] = [f for f in fs if f.code == "backup.offsite_failed"]
+    assert f.params["step"] == "drill" and "does not restore" in f.summary
+    data["offsite_drill"]["status"] = "ok"
+    assert not [
+        f
+        for f in judge("h", facts(backup={"present": True, "data": data}), Checks(), NOW)
+        if f.code.startswith("backup")
+    ]
+
+
 def test_thresholds_git_ddclient_backup_and_postgres() -> None:
     old = (NOW - dt.timedelta(hours=30)).isoformat() + "Z"
     git = {

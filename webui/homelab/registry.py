@@ -21,6 +21,8 @@ An entry (every field but name is optional):
   databases   its databases on the shared PostgreSQL
   data        directories to back up; data_exclude: patterns left out of the archive
   source      the git repository it is built from
+  redis       true when it uses the shared Redis (roles/redis): a user of its name, allowed only the
+              keys and channels under "<name>:", and REDIS_URL in its environment
   ops         what the operations playbooks may do with it: deploy, restart, rollback
 """
 
@@ -55,6 +57,7 @@ FIELDS = (
     "data",
     "data_exclude",
     "source",
+    "redis",
     "ops",
 )
 
@@ -83,6 +86,7 @@ class Service:
     data: tuple[str, ...] = ()
     data_exclude: tuple[str, ...] = ()
     source: str = ""
+    redis: bool = False
     ops: tuple[str, ...] = ()
 
     @property
@@ -122,12 +126,12 @@ def _strings(service: str, name: str, value: Any, pattern: re.Pattern[str] | Non
     return tuple(out)
 
 
-def _bool(service: str, value: Any) -> bool:
+def _bool(service: str, value: Any, field_name: str = "enabled") -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off", ""):
         return value.strip().lower() in ("true", "yes", "1", "on")
-    raise RegistryError(service, "enabled", f"must be true or false, not {value!r}")
+    raise RegistryError(service, field_name, f"must be true or false, not {value!r}")
 
 
 def check_entry(raw: Any) -> Service:
@@ -201,6 +205,7 @@ def check_entry(raw: Any) -> Service:
         data=data,
         data_exclude=_strings(name, "data_exclude", raw.get("data_exclude")),
         source=source,
+        redis=_bool(name, raw.get("redis", False), "redis"),
         ops=ops,
     )
 
@@ -255,6 +260,11 @@ def data_dirs(services: dict[str, Service]) -> dict[str, str]:
             for i, path in enumerate(s.data):
                 out[name if i == 0 else f"{name}_{i + 1}"] = path
     return out
+
+
+def redis_users(services: dict[str, Service]) -> list[str]:
+    """The enabled services that use the shared Redis: each gets a user of its name (roles/redis)."""
+    return [name for name, s in services.items() if s.enabled and s.redis]
 
 
 def data_excludes(services: dict[str, Service]) -> dict[str, list[str]]:

@@ -2,7 +2,8 @@
 """Answer HTTP on the ports of the services it stands in for, and prove the database works.
 
 GET on any path returns 200 with JSON: which service this is (STANDIN_NAME or the hostname), the
-path, and "database": "ok" when the database configured the way the real image reads it
+path, "redis": "ok <user> <key>" when REDIS_URL is set and a key under REDIS_KEY_PREFIX can be
+written and read, and "database": "ok" when the database configured the way the real image reads it
 (DATABASE_URL, as the Node bots do, or n8n's DB_POSTGRESDB_*) answers a query, "none" when no
 database is configured. When one is configured and does not answer, every request gets 503, so a
 compose healthcheck fails exactly as the real service's would.
@@ -50,6 +51,28 @@ def database() -> str:
         return f"error: {type(exc).__name__}"
 
 
+def redis_check() -> str:
+    """'none', 'ok <user> <key>' or the error: REDIS_URL as a service of the redis role gets it, used
+    as an app would (a write and a read of a key under REDIS_KEY_PREFIX). Reported, never a 503: a
+    service's health does not hang on Redis unless the service says so."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return "none"
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        key = os.environ.get("REDIS_KEY_PREFIX", "") + "standin"
+        client.set(key, "ok")
+        value = client.get(key)
+        user = client.acl_whoami()
+        return (
+            f"ok {user.decode() if isinstance(user, bytes) else user} {key}" if value == b"ok" else "error: read back"
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return f"error: {type(exc).__name__}"
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         db = database()
@@ -59,6 +82,7 @@ class Handler(BaseHTTPRequestHandler):
                 "path": self.path,
                 "port": self.server.server_address[1],
                 "database": db,
+                "redis": redis_check(),
                 "env": sorted(k for k in os.environ if k.isupper()),  # names only, never values
             }
         ).encode()

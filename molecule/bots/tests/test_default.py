@@ -75,6 +75,39 @@ def test_stream_bot_runs_from_an_image_on_its_own_database(host):
     assert not host.file("/opt/homelab/stream_bot/src").exists
 
 
+def _redis_as(host, url: str, *command: str):
+    """A redis-cli command as a client holding url would send it, from inside the redis container
+    (on the homelab network, where `redis` resolves). The URL reaches redis-cli through the
+    environment of docker exec, not its command line."""
+    return host.run(
+        f"URL={shlex.quote(url)} docker exec -e URL redis sh -c "
+        + shlex.quote('redis-cli --no-auth-warning -u "$URL" ' + shlex.join(command))
+    )
+
+
+def test_stream_bot_uses_its_own_keys_on_the_shared_redis_and_nothing_else(host):
+    """stream_bot declares Redis (the lab's stream_bot_redis: true): its REDIS_URL reaches the shared
+    Redis as user stream_bot, which may use the keys under stream_bot: and no others."""
+    body = get_json(host, STREAM)
+    assert body["redis"] == "ok stream_bot stream_bot:standin", body
+    assert {"REDIS_URL", "REDIS_KEY_PREFIX"} <= set(body["env"])
+    env = dict(
+        line.split("=", 1) for line in host.file("/opt/homelab/stream_bot/secrets.env").content_string.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    url, prefix = env["REDIS_URL"].strip("'"), env["REDIS_KEY_PREFIX"].strip("'")
+    assert url.startswith("redis://stream_bot:") and url.endswith("@redis:6379/0") and prefix == "stream_bot:"
+    assert _redis_as(host, url, "get", "stream_bot:standin").stdout.strip() == "ok"
+    denied_commands = (("get", "discord_bot:x"), ("set", "other", "1"), ("keys", "*"), ("flushall",), ("config", "get", "*"))
+    for denied in denied_commands:
+        out = _redis_as(host, url, *denied).stdout
+        assert "NOPERM" in out, (denied, out)
+    wrong = url.replace("stream_bot:", "stream_bot:x", 1)
+    assert "WRONGPASS" in _redis_as(host, wrong, "ping").stderr
+    # The bot's container was given the URL in secrets.env, not compose.yml.
+    assert "REDIS_URL" not in host.file("/opt/homelab/stream_bot/compose.yml").content_string
+
+
 def test_secrets_are_root_only_and_not_in_compose_yml(host):
     for bot, names in (("discord_bot", ("DISCORD_TOKEN", "DATABASE_URL")),
                        ("stream_bot", ("TWITCH_CLIENT_SECRET", "DATABASE_URL"))):

@@ -3,7 +3,8 @@
 Plex answers at its domain through Caddy with the media mounted read-only; Home Assistant runs on
 the host's network behind ufw, answers through Caddy at host.docker.internal, trusts exactly
 Caddy's network, and the user's own configuration.yaml survives; the Twingate Connector runs with
-its tokens only in the root-only env file, and refuses to be enabled without them.
+its tokens only in the root-only env file, and refuses to be enabled without them; code-server
+answers through Caddy over the project tree, as the tree's owner.
 """
 
 from __future__ import annotations
@@ -149,6 +150,43 @@ def test_enabling_twingate_without_tokens_is_refused_before_any_change(host):
     assert re.search(r"ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", proc.stdout), proc.stdout[-3000:]
     assert host.check_output("docker inspect -f '{{.Id}}' twingate-connector") == before
     assert host.file("/opt/homelab/twingate_connector/secrets.env").content_string == secrets_before
+
+
+# --- code_server --------------------------------------------------------------------------------
+
+def test_code_server_answers_through_caddy_over_the_project_tree_as_its_owner(host):
+    body = get_json(host, "https://code.lab.test/healthz")
+    assert (body["service"], body["port"], body["path"]) == ("code_server", 8080, "/healthz")
+    assert "PASSWORD" in body["env"]
+    info = _inspect(host, "code-server")
+    assert info["Config"]["User"] == "1000:1000" and info["Config"]["WorkingDir"] == "/home/coder/project"
+    assert info["HostConfig"]["Memory"] == 2 * 1024**3 and info["HostConfig"]["NanoCpus"] == 10**9
+    # What the browser edits is git_sync's tree, and a new file keeps the tree's owner.
+    assert host.check_output("docker exec code-server cat /home/coder/project/app/README.md") == "lab project"
+    host.run_expect([0], "docker exec code-server sh -c 'echo edited > /home/coder/project/app/NOTES.md'")
+    notes = host.file("/srv/projects/app/NOTES.md")
+    assert (notes.uid, notes.gid, notes.content_string) == (1000, 1000, "edited\n")
+    host.run_expect([0], "rm /srv/projects/app/NOTES.md")
+    for d in ("config", "data"):
+        f = host.file(f"/opt/homelab/code_server/{d}")
+        assert (f.uid, f.gid, f.mode) == (1000, 1000, 0o750), d
+
+
+def test_code_server_password_is_root_only_and_not_in_compose_yml(host):
+    secrets = host.file("/opt/homelab/code_server/secrets.env")
+    assert (secrets.user, secrets.group, secrets.mode) == ("root", "root", 0o600)
+    [password] = re.findall(r"^PASSWORD='(\w+)'$", secrets.content_string, re.M)
+    assert len(password) == 24
+    assert password not in host.file("/opt/homelab/code_server/compose.yml").content_string
+
+
+def test_code_server_without_a_password_is_refused_before_any_change(host):
+    before = host.check_output("docker inspect -f '{{.Id}}' code-server")
+    proc = run_converge("-e", '{"media_role": "code_server", "code_server_password": "short"}', playbook="role.yml")
+    assert proc.returncode != 0
+    assert "code_server_password (at least 12 characters) is not set" in proc.stdout, proc.stdout[-3000:]
+    assert re.search(r"ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", proc.stdout), proc.stdout[-3000:]
+    assert host.check_output("docker inspect -f '{{.Id}}' code-server") == before
 
 
 def test_check_mode_reports_no_changes_on_a_converged_host():

@@ -8,6 +8,14 @@
                                            dump, tar -t of each archive; exit 1 naming what is wrong
   homelab-backup restore-db ID DATABASE    pg_restore into a fresh database, swapped in when complete
   homelab-backup restore-data ID NAME      put a data archive back where it came from
+  homelab-backup offsite-list              the off-host copies (restic snapshots), newest first (JSON)
+  homelab-backup offsite-check             restic check (with a sample of the data) of the repository
+  homelab-backup offsite-restore [SNAPSHOT|latest]
+                                           bring an off-host copy back as a local backup, verified;
+                                           restore-db / restore-data then restore from it
+  homelab-backup drill                     restore drill: the latest off-host copy into a scratch
+                                           directory, verified, each dump restored into a scratch
+                                           database and dropped again
 
 A backup is a directory <backup_dir>/<ID> (ID = UTC time, 20261126T033000Z) written as
 .partial-<ID> and renamed only once complete, so a directory with an ID name is always whole.
@@ -15,6 +23,13 @@ It holds postgres/<db>.dump (pg_dump -Fc), postgres/globals.sql (pg_dumpall --gl
 roles and their password hashes), data/<name>.tar.gz and manifest.json (sha256 and size of each).
 Everything is root-only (umask 077). The status file (last_attempt, last_success, status, error,
 path) is what diagnostics and Jarvis read. The configuration is /etc/homelab/backup.json.
+
+Off-host (config "offsite", optional): after each backup its directory is copied into a restic
+repository (sftp, S3 such as MinIO, REST, or a path on another disk), encrypted with the key in
+the password file; the repository's address and the backend's credentials come from an env file
+(both root-only, written by the role from the vault). Retention there is restic's own (keep daily,
+weekly, monthly, grouped by host). A failed copy fails the run: the status says "failed" with the
+error, while last_success and path name the local backup that was made.
 """
 
 from __future__ import annotations
@@ -59,6 +74,14 @@ def load_config() -> dict:
     pg.setdefault("databases", [])
     pg.setdefault("exclude", [])
     pg.setdefault("globals", True)
+    off = cfg.setdefault("offsite", {})
+    off.setdefault("enabled", False)
+    off.setdefault("env_file", "/etc/homelab/restic.env")
+    off.setdefault("password_file", "/etc/homelab/restic.password")
+    off.setdefault("repository", "")  # for messages only, without credentials
+    off.setdefault("keep", {"daily": 7, "weekly": 4, "monthly": 12})
+    off.setdefault("read_data_subset", "5%")
+    off.setdefault("cache_dir", "/var/cache/homelab-backup/restic")
     return cfg
 
 
@@ -142,6 +165,187 @@ def manifest(path: Path) -> dict:
             return json.load(f)
     except (OSError, ValueError) as exc:
         raise BackupError(f"{path.name}: manifest.json is missing or unreadable ({exc})") from exc
+
+
+# --- off-host: restic ---------------------------------------------------------------------------
+
+def env_file(path: str) -> dict[str, str]:
+    """KEY='value' lines (as the role writes them); the values are never printed."""
+    out: dict[str, str] = {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, value = line.split("=", 1)
+            if len(value) >= 2 and value[0] == value[-1] == "'":
+                value = value[1:-1]
+            out[key.strip()] = value
+    return out
+
+
+def restic(cfg: dict, *args: str, timeout: float = 6 * 3600) -> subprocess.CompletedProcess:
+    off = cfg["offsite"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_", "B2_", "AZURE_", "GOOGLE_"))}
+    env.update(env_file(off["env_file"]))
+    env["RESTIC_PASSWORD_FILE"] = off["password_file"]
+    env["RESTIC_CACHE_DIR"] = off["cache_dir"]
+    try:
+        return subprocess.run(["restic", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise BackupError("restic is not installed (the backup role installs it when offsite is enabled)") from exc
+
+
+def restic_error(cfg: dict, what: str, proc: subprocess.CompletedProcess) -> BackupError:
+    why = {10: "the repository does not exist", 11: "the repository is locked by another restic",
+           12: "the password does not open the repository"}.get(proc.returncode, tail(proc.stderr))
+    return BackupError(f"{what} ({cfg['offsite']['repository']}) failed: {why}")
+
+
+def offsite_copy(cfg: dict, path: Path) -> dict:
+    """The complete backup directory into the repository, then restic's retention."""
+    off = cfg["offsite"]
+    host = socket.gethostname()
+    proc = restic(cfg, "backup", "--json", "--quiet", "--host", host, "--tag", "homelab", "--tag", f"id:{path.name}",
+                  str(path))
+    if proc.returncode != 0:
+        raise restic_error(cfg, "off-host copy", proc)
+    summary = {}
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("message_type") == "summary":
+            summary = doc
+    keep = off["keep"]
+    proc = restic(cfg, "forget", "--quiet", "--prune", "--host", host, "--tag", "homelab", "--group-by", "host",
+                  "--keep-daily", str(keep["daily"]), "--keep-weekly", str(keep["weekly"]),
+                  "--keep-monthly", str(keep["monthly"]))
+    if proc.returncode != 0:
+        raise restic_error(cfg, "off-host retention (restic forget --prune)", proc)
+    return {"snapshot": summary.get("snapshot_id", ""), "repository": off["repository"], "at": now_iso(),
+            "added": summary.get("data_added", 0)}
+
+
+def snapshots(cfg: dict) -> list[dict]:
+    proc = restic(cfg, "snapshots", "--json", "--tag", "homelab", timeout=600)
+    if proc.returncode != 0:
+        raise restic_error(cfg, "listing the off-host copies", proc)
+    out = []
+    for snap in json.loads(proc.stdout.decode() or "[]"):
+        ident = next((t[3:] for t in snap.get("tags") or [] if t.startswith("id:")), "")
+        out.append({"snapshot": snap["id"], "short": snap.get("short_id", snap["id"][:8]), "time": snap.get("time"),
+                    "host": snap.get("hostname"), "backup": ident, "paths": snap.get("paths", [])})
+    return sorted(out, key=lambda s: s["time"] or "", reverse=True)
+
+
+def find_snapshot(cfg: dict, which: str) -> dict:
+    snaps = snapshots(cfg)
+    if not snaps:
+        raise BackupError(f"the repository ({cfg['offsite']['repository']}) holds no homelab backup yet")
+    if which in ("", "latest"):
+        return snaps[0]
+    for s in snaps:
+        if which in (s["snapshot"], s["short"], s["backup"]):
+            return s
+    have = ", ".join(f"{s['short']} ({s['backup']})" for s in snaps[:10])
+    raise BackupError(f"no off-host copy '{which}' (available: {have})")
+
+
+def restic_restore(cfg: dict, snap: dict, into: Path) -> Path:
+    """The snapshot's backup directory, restored under into; returns that directory."""
+    if not ID_RE.match(snap["backup"]) or len(snap["paths"]) != 1:
+        raise BackupError(f"snapshot {snap['short']} is not a homelab backup (no id: tag or not one directory)")
+    proc = restic(cfg, "restore", snap["snapshot"], "--target", str(into))
+    if proc.returncode != 0:
+        raise restic_error(cfg, f"restoring snapshot {snap['short']}", proc)
+    got = into / snap["paths"][0].lstrip("/")
+    if not (got / "manifest.json").is_file():
+        raise BackupError(f"snapshot {snap['short']} holds no manifest.json under {snap['paths'][0]}")
+    return got
+
+
+def offsite_restore(cfg: dict, which: str) -> dict:
+    snap = find_snapshot(cfg, which)
+    root = Path(cfg["backup_dir"])
+    target = root / snap["backup"]
+    if target.exists():
+        raise BackupError(f"backup {snap['backup']} is already here ({target}): restore from it directly")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".offsite-", dir=root))
+    try:
+        got = restic_restore(cfg, snap, staging)
+        result = verify(cfg, got)
+        if not result["ok"]:
+            raise BackupError(f"snapshot {snap['short']} restored but does not verify: {result['problems']}")
+        os.rename(got, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"id": snap["backup"], "path": str(target), "snapshot": snap["snapshot"], "verified": True}
+
+
+DRILL_DB = "_homelab_restore_drill"
+
+
+def drill(cfg: dict) -> dict:
+    """The latest off-host copy restored into a scratch directory and verified, each of its database
+    dumps restored into a scratch database (counting its tables) and dropped; nothing else touched."""
+    snap = find_snapshot(cfg, "latest")
+    root = Path(cfg["backup_dir"])
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".drill-", dir=root))
+    restored: list[dict] = []
+    try:
+        got = restic_restore(cfg, snap, staging)
+        result = verify(cfg, got)
+        if not result["ok"]:
+            raise BackupError(f"restore drill: snapshot {snap['short']} does not verify: {result['problems']}")
+        if cfg["postgres"]["enabled"]:
+            for entry in manifest(got).get("files", []):
+                if entry["kind"] != "database":
+                    continue
+                psql(cfg, f'DROP DATABASE IF EXISTS "{DRILL_DB}" WITH (FORCE)')
+                psql(cfg, f'CREATE DATABASE "{DRILL_DB}" TEMPLATE template0')
+                try:
+                    with open(got / entry["file"], "rb") as f:
+                        proc = run(docker_exec(cfg, "pg_restore", "-U", cfg["postgres"]["user"], "-d", DRILL_DB,
+                                               "--no-owner", "--no-acl", "--exit-on-error", interactive=True),
+                                   stdin=f, timeout=6 * 3600)
+                    if proc.returncode != 0:
+                        raise BackupError(f"restore drill: {entry['database']} does not restore: {tail(proc.stderr)}")
+                    tables = psql(cfg, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                                       " WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+                                  db=DRILL_DB)
+                    restored.append({"database": entry["database"], "tables": int(tables[0])})
+                finally:
+                    psql(cfg, f'DROP DATABASE IF EXISTS "{DRILL_DB}" WITH (FORCE)')
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"ok": True, "snapshot": snap["snapshot"], "backup": snap["backup"], "at": now_iso(),
+            "checked": result["checked"], "databases": restored}
+
+
+def offsite_check(cfg: dict, subset: str) -> dict:
+    proc = restic(cfg, "check", *(["--read-data-subset", subset] if subset else []))
+    if proc.returncode != 0:
+        raise restic_error(cfg, "restic check", proc)
+    return {"read_data_subset": subset}
+
+
+def cmd_offsite(cfg: dict, what: str, fn) -> int:  # noqa: ANN001 - one of the off-host commands
+    """Run an off-host command, record its outcome in the status file (offsite_<what>), print it."""
+    if not cfg["offsite"]["enabled"]:
+        raise BackupError("off-host copies are not configured (backup_offsite_enabled is false)")
+    try:
+        doc = fn()
+    except (BackupError, OSError, subprocess.SubprocessError) as exc:
+        write_status(cfg, **{f"offsite_{what}": {"at": now_iso(), "status": "failed", "error": str(exc)}})
+        raise BackupError(str(exc)) from exc
+    write_status(cfg, **{f"offsite_{what}": {"at": now_iso(), "status": "ok", "error": "", **doc}})
+    print(json.dumps(doc))
+    return 0
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -272,9 +476,21 @@ def cmd_run(cfg: dict) -> int:
         write_status(cfg, last_attempt=attempt, status="failed", error=str(exc), path=None)
         print(f"backup failed: {exc}", file=sys.stderr)
         return 1
+    fields = {"id": doc["id"], "size": doc["size"], "seconds": doc["seconds"], "skipped": doc["skipped"],
+              "removed": doc["removed"]}
+    if cfg["offsite"]["enabled"]:
+        try:
+            doc["offsite"] = offsite_copy(cfg, Path(doc["path"]))
+        except (BackupError, OSError, subprocess.SubprocessError) as exc:
+            # The local backup is whole and listed; the run still fails, so diagnostics see it.
+            write_status(cfg, last_attempt=attempt, last_success=doc["created"], status="failed", error=str(exc),
+                         path=doc["path"], **fields, offsite={"status": "failed", "error": str(exc), "at": now_iso()})
+            print(f"backup failed: {exc}", file=sys.stderr)
+            return 1
+        fields["offsite"] = dict(doc["offsite"], status="ok", error="")
     write_status(cfg, last_attempt=attempt, last_success=doc["created"], status="ok", error="", path=doc["path"],
-                 id=doc["id"], size=doc["size"], seconds=doc["seconds"], skipped=doc["skipped"], removed=doc["removed"])
-    print(json.dumps({k: doc[k] for k in ("id", "path", "size", "seconds", "skipped", "removed")}))
+                 **fields)
+    print(json.dumps({k: doc[k] for k in ("id", "path", "size", "seconds", "skipped", "removed", "offsite") if k in doc}))
     return 0
 
 
@@ -458,6 +674,18 @@ def main(argv: list[str]) -> int:
                 raise BackupError(f"'{args[1]}' is not a data archive name")
             print(json.dumps(restore_data(cfg, resolve(cfg, args[0]), args[1])))
             return 0
+        if cmd == "offsite-list" and not args:
+            if not cfg["offsite"]["enabled"]:
+                raise BackupError("off-host copies are not configured (backup_offsite_enabled is false)")
+            print(json.dumps(snapshots(cfg)))
+            return 0
+        if cmd == "offsite-check" and not args:
+            subset = cfg["offsite"]["read_data_subset"]
+            return cmd_offsite(cfg, "check", lambda: offsite_check(cfg, subset))
+        if cmd == "offsite-restore" and len(args) <= 1:
+            return cmd_offsite(cfg, "restore", lambda: offsite_restore(cfg, args[0] if args else "latest"))
+        if cmd == "drill" and not args:
+            return cmd_offsite(cfg, "drill", lambda: drill(cfg))
     except BackupError as exc:
         print(json.dumps({"error": str(exc)}))
         print(str(exc), file=sys.stderr)
