@@ -150,7 +150,7 @@ def test_a_copy_that_cannot_be_made_fails_the_run_and_keeps_the_local_backup(hos
 )
 def test_a_wrong_key_or_repository_is_refused_before_anything_changes(host, override, message):
     config = host.file("/etc/homelab/backup.json").content_string
-    proc = run_converge("-e", json.dumps(override))
+    proc = run_converge("-e", json.dumps(override), playbook="backup_role.yml")
     assert proc.returncode != 0
     assert message in " ".join(proc.stdout.split()), proc.stdout[-3000:]
     assert all(c["changed"] == 0 for c in recap(proc.stdout).values()), proc.stdout[-3000:]
