@@ -34,6 +34,7 @@ error, while last_success and path name the local backup that was made.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -47,6 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 CONFIG_PATH = os.environ.get("HOMELAB_BACKUP_CONFIG", "/etc/homelab/backup.json")
 ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
@@ -254,35 +256,37 @@ def find_snapshot(cfg: dict, which: str) -> dict:
     raise BackupError(f"no off-host copy '{which}' (available: {have})")
 
 
-def restic_restore(cfg: dict, snap: dict, into: Path) -> Path:
-    """The snapshot's backup directory, restored under into; returns that directory."""
+@contextlib.contextmanager
+def restored_copy(cfg: dict, snap: dict, prefix: str, label: str = "") -> Iterator[tuple[Path, dict]]:
+    """The snapshot's backup directory restored into a scratch directory under backup_dir and
+    verified against its manifest: (that directory, the verify result); the scratch goes after."""
     if not ID_RE.match(snap["backup"]) or len(snap["paths"]) != 1:
         raise BackupError(f"snapshot {snap['short']} is not a homelab backup (no id: tag or not one directory)")
-    proc = restic(cfg, "restore", snap["snapshot"], "--target", str(into))
-    if proc.returncode != 0:
-        raise restic_error(cfg, f"restoring snapshot {snap['short']}", proc)
-    got = into / snap["paths"][0].lstrip("/")
-    if not (got / "manifest.json").is_file():
-        raise BackupError(f"snapshot {snap['short']} holds no manifest.json under {snap['paths'][0]}")
-    return got
+    root = Path(cfg["backup_dir"])
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        proc = restic(cfg, "restore", snap["snapshot"], "--target", str(staging))
+        if proc.returncode != 0:
+            raise restic_error(cfg, f"restoring snapshot {snap['short']}", proc)
+        got = staging / snap["paths"][0].lstrip("/")
+        if not (got / "manifest.json").is_file():
+            raise BackupError(f"snapshot {snap['short']} holds no manifest.json under {snap['paths'][0]}")
+        result = verify(cfg, got)
+        if not result["ok"]:
+            raise BackupError(f"{label}snapshot {snap['short']} restored but does not verify: {result['problems']}")
+        yield got, result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def offsite_restore(cfg: dict, which: str) -> dict:
     snap = find_snapshot(cfg, which)
-    root = Path(cfg["backup_dir"])
-    target = root / snap["backup"]
+    target = Path(cfg["backup_dir"]) / snap["backup"]
     if target.exists():
         raise BackupError(f"backup {snap['backup']} is already here ({target}): restore from it directly")
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".offsite-", dir=root))
-    try:
-        got = restic_restore(cfg, snap, staging)
-        result = verify(cfg, got)
-        if not result["ok"]:
-            raise BackupError(f"snapshot {snap['short']} restored but does not verify: {result['problems']}")
+    with restored_copy(cfg, snap, ".offsite-") as (got, _):
         os.rename(got, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"id": snap["backup"], "path": str(target), "snapshot": snap["snapshot"], "verified": True}
 
 
@@ -293,15 +297,8 @@ def drill(cfg: dict) -> dict:
     """The latest off-host copy restored into a scratch directory and verified, each of its database
     dumps restored into a scratch database (counting its tables) and dropped; nothing else touched."""
     snap = find_snapshot(cfg, "latest")
-    root = Path(cfg["backup_dir"])
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".drill-", dir=root))
     restored: list[dict] = []
-    try:
-        got = restic_restore(cfg, snap, staging)
-        result = verify(cfg, got)
-        if not result["ok"]:
-            raise BackupError(f"restore drill: snapshot {snap['short']} does not verify: {result['problems']}")
+    with restored_copy(cfg, snap, ".drill-", "restore drill: ") as (got, result):
         if cfg["postgres"]["enabled"]:
             for entry in manifest(got).get("files", []):
                 if entry["kind"] != "database":
@@ -321,8 +318,6 @@ def drill(cfg: dict) -> dict:
                     restored.append({"database": entry["database"], "tables": int(tables[0])})
                 finally:
                     psql(cfg, f'DROP DATABASE IF EXISTS "{DRILL_DB}" WITH (FORCE)')
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"ok": True, "snapshot": snap["snapshot"], "backup": snap["backup"], "at": now_iso(),
             "checked": result["checked"], "databases": restored}
 
@@ -334,10 +329,14 @@ def offsite_check(cfg: dict, subset: str) -> dict:
     return {"read_data_subset": subset}
 
 
-def cmd_offsite(cfg: dict, what: str, fn) -> int:  # noqa: ANN001 - one of the off-host commands
-    """Run an off-host command, record its outcome in the status file (offsite_<what>), print it."""
+def require_offsite(cfg: dict) -> None:
     if not cfg["offsite"]["enabled"]:
         raise BackupError("off-host copies are not configured (backup_offsite_enabled is false)")
+
+
+def cmd_offsite(cfg: dict, what: str, fn) -> int:  # noqa: ANN001 - one of the off-host commands
+    """Run an off-host command, record its outcome in the status file (offsite_<what>), print it."""
+    require_offsite(cfg)
     try:
         doc = fn()
     except (BackupError, OSError, subprocess.SubprocessError) as exc:
@@ -675,8 +674,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps(restore_data(cfg, resolve(cfg, args[0]), args[1])))
             return 0
         if cmd == "offsite-list" and not args:
-            if not cfg["offsite"]["enabled"]:
-                raise BackupError("off-host copies are not configured (backup_offsite_enabled is false)")
+            require_offsite(cfg)
             print(json.dumps(snapshots(cfg)))
             return 0
         if cmd == "offsite-check" and not args:
