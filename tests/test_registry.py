@@ -128,6 +128,7 @@ def test_the_catalog_s_service_enums_are_the_registry(inventory: str, production
         ("check_service", "deploy"),
         ("restart_service", "restart"),
         ("rollback_service", "rollback"),
+        ("deliver", "deliver"),
     ):
         [param] = [p for p in cat.entries[entry_id].parameters if p.name == "service"]
         assert set(param.enum) == {n for n, s in services.items() if cap in s.ops}, entry_id
@@ -266,6 +267,13 @@ def test_adding_a_service_is_one_role_and_one_inventory_file(tmp_path: Path, mon
         ({"name": "x", "data": ["relative/path"]}, "data", "must be an absolute path"),
         ({"name": "x", "colour": "red"}, "colour", "is not a registry field"),
         ({"name": "x", "redis": "perhaps"}, "redis", "must be true or false"),
+        ({"name": "x", "branch": "main; rm -rf /"}, "branch", "is not a git branch name"),
+        ({"name": "x", "branch": "../up"}, "branch", "is not a git branch name"),
+        (
+            {"name": "x", "auto_deploy": True, "kind": "host", "ops": ["deploy"]},
+            "auto_deploy",
+            "only a service the pipeline delivers",
+        ),
     ],
 )
 def test_a_malformed_entry_is_refused_naming_the_service_and_field(
@@ -428,3 +436,29 @@ def test_production_status_cycle_probes_every_enabled_service_with_a_domain(
     html = _dashboard(production, tmp_path, monkeypatch)
     tiles = re.findall(r'data-status-service="([a-z0-9_]+)" data-status="([a-z]+)"', html)
     assert tiles == [(t.name, "unknown") for t in targets], "before any probe, each tile says unknown"
+
+
+@pytest.mark.parametrize("inventory", ["production", "lab"])
+def test_the_apps_built_from_git_are_delivered_by_the_pipeline(inventory: str, production: Path) -> None:
+    """What the pipeline, the catalog's `deliver` and Jarvis's deliver-synced rule see: the apps built
+    from git, each with its branch; in production both bots follow main from their checkouts in the
+    project tree git sync keeps, and deploy each commit it pulls."""
+    path = production if inventory == "production" else ROOT / "inventory" / "lab"
+    services = Registry(path).union()
+    delivered = {n: s for n, s in services.items() if "deliver" in s.ops}
+    if inventory == "production":
+        # The static site is built from its checkout too (static_site_repo), delivered on demand.
+        assert set(delivered) == {"discord_bot", "stream_bot", "static_site"}
+        for name in ("discord_bot", "stream_bot"):
+            s = delivered[name]
+            assert s.branch == "main" and s.auto_deploy, name
+            assert s.source == f"/home/evin/contain/{name.replace('_', '-')}", name
+        site = delivered["static_site"]
+        assert site.branch == "main" and not site.auto_deploy
+        assert site.source == "/home/evin/contain/scarletredjoker.com"
+    else:  # the lab's stream bot runs from an image and its site from a directory: nothing to deliver
+        assert set(delivered) == {"discord_bot"}
+        assert (
+            delivered["discord_bot"].branch == "main" and delivered["discord_bot"].source == "/srv/git/discord_bot.git"
+        )
+        assert "deliver" not in services["stream_bot"].ops and not services["stream_bot"].auto_deploy

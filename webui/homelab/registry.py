@@ -23,7 +23,11 @@ An entry (every field but name is optional):
   source      the git repository it is built from
   redis       true when it uses the shared Redis (roles/redis): a user of its name, allowed only the
               keys and channels under "<name>:", and REDIS_URL in its environment
-  ops         what the operations playbooks may do with it: deploy, restart, rollback
+  branch      the branch of `source` it is delivered from (the delivery pipeline, playbooks/ops/deliver.yml)
+  auto_deploy true: when git sync fast-forwards `source` on `branch`, Jarvis runs the pipeline on the new
+              commit (rule deliver-synced); false: only "Deploy" (the catalog's `deliver`) does
+  ops         what the operations playbooks may do with it: deploy, restart, rollback, deliver (the pipeline:
+              validate, test, build, deploy, verify, roll back on failure)
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("container", "host", "platform")
-CAPABILITIES = ("deploy", "restart", "rollback")
+CAPABILITIES = ("deploy", "restart", "rollback", "deliver")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)(?!-)([a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}$")
 UPSTREAM_RE = re.compile(r"^[A-Za-z0-9_.-]+:[0-9]{1,5}$")
 DB_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}(?<![./])$")
 CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DERIVED = ("url", "health_url")  # what as_dict adds: accepted back, never trusted (recomputed)
 FIELDS = (
@@ -58,6 +63,8 @@ FIELDS = (
     "data_exclude",
     "source",
     "redis",
+    "branch",
+    "auto_deploy",
     "ops",
 )
 
@@ -87,6 +94,8 @@ class Service:
     data_exclude: tuple[str, ...] = ()
     source: str = ""
     redis: bool = False
+    branch: str = ""
+    auto_deploy: bool = False
     ops: tuple[str, ...] = ()
 
     @property
@@ -190,6 +199,12 @@ def check_entry(raw: Any) -> Service:
     source = raw.get("source") or ""
     if not isinstance(source, str):
         raise RegistryError(name, "source", "must be a git URL or path")
+    branch = raw.get("branch") or ""
+    if not isinstance(branch, str) or (branch and not BRANCH_RE.match(branch)):
+        raise RegistryError(name, "branch", f"{branch!r} is not a git branch name")
+    auto_deploy = _bool(name, raw.get("auto_deploy", False), "auto_deploy")
+    if auto_deploy and "deliver" not in ops:
+        raise RegistryError(name, "auto_deploy", "only a service the pipeline delivers (ops: deliver) can auto-deploy")
     title = raw.get("title") or name.replace("_", " ").title()
     return Service(
         name=name,
@@ -206,6 +221,8 @@ def check_entry(raw: Any) -> Service:
         data_exclude=_strings(name, "data_exclude", raw.get("data_exclude")),
         source=source,
         redis=_bool(name, raw.get("redis", False), "redis"),
+        branch=branch,
+        auto_deploy=auto_deploy,
         ops=ops,
     )
 

@@ -12,7 +12,10 @@ image and the run fails.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shlex
+from pathlib import Path
 
 from checks import assert_check_mode_clean, run_converge
 from services import get_json
@@ -34,8 +37,7 @@ def running_image(host, name: str) -> str:
 def commit(host, message: str, script: str) -> str:
     """Change the lab bot's working tree with a shell script, commit it, push it to main."""
     cmd = (
-        f"set -e; cd {WORKTREE}; {script}; git add -A; git commit -q -m {shlex.quote(message)}; "
-        "git push -q origin main"
+        f"set -e; cd {WORKTREE}; {script}; git add -A; git commit -q -m {shlex.quote(message)}; git push -q origin main"
     )
     host.run_expect([0], f"bash -c {shlex.quote(cmd)}")
     return head(host)
@@ -92,13 +94,20 @@ def test_stream_bot_uses_its_own_keys_on_the_shared_redis_and_nothing_else(host)
     assert body["redis"] == "ok stream_bot stream_bot:standin", body
     assert {"REDIS_URL", "REDIS_KEY_PREFIX"} <= set(body["env"])
     env = dict(
-        line.split("=", 1) for line in host.file("/opt/homelab/stream_bot/secrets.env").content_string.splitlines()
+        line.split("=", 1)
+        for line in host.file("/opt/homelab/stream_bot/secrets.env").content_string.splitlines()
         if "=" in line and not line.startswith("#")
     )
     url, prefix = env["REDIS_URL"].strip("'"), env["REDIS_KEY_PREFIX"].strip("'")
     assert url.startswith("redis://stream_bot:") and url.endswith("@redis:6379/0") and prefix == "stream_bot:"
     assert _redis_as(host, url, "get", "stream_bot:standin").stdout.strip() == "ok"
-    denied_commands = (("get", "discord_bot:x"), ("set", "other", "1"), ("keys", "*"), ("flushall",), ("config", "get", "*"))
+    denied_commands = (
+        ("get", "discord_bot:x"),
+        ("set", "other", "1"),
+        ("keys", "*"),
+        ("flushall",),
+        ("config", "get", "*"),
+    )
     for denied in denied_commands:
         out = _redis_as(host, url, *denied).stdout
         assert "NOPERM" in out, (denied, out)
@@ -109,8 +118,10 @@ def test_stream_bot_uses_its_own_keys_on_the_shared_redis_and_nothing_else(host)
 
 
 def test_secrets_are_root_only_and_not_in_compose_yml(host):
-    for bot, names in (("discord_bot", ("DISCORD_TOKEN", "DATABASE_URL")),
-                       ("stream_bot", ("TWITCH_CLIENT_SECRET", "DATABASE_URL"))):
+    for bot, names in (
+        ("discord_bot", ("DISCORD_TOKEN", "DATABASE_URL")),
+        ("stream_bot", ("TWITCH_CLIENT_SECRET", "DATABASE_URL")),
+    ):
         secrets = host.file(f"/opt/homelab/{bot}/secrets.env")
         assert (secrets.user, secrets.mode) == ("root", 0o600)
         assert all(f"{n}=" in secrets.content_string for n in names)
@@ -136,8 +147,15 @@ def test_containers_have_limits_and_are_healthy(host):
 def test_a_new_commit_is_built_and_deployed(host):
     before = running_image(host, "discord-bot")
     # v2 also brings a package-lock.json (no dependencies), so the default Dockerfile runs npm ci.
-    lock = json.dumps({"name": "lab-bot", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
-                       "packages": {"": {"name": "lab-bot", "version": "1.0.0"}}})
+    lock = json.dumps(
+        {
+            "name": "lab-bot",
+            "version": "1.0.0",
+            "lockfileVersion": 3,
+            "requires": True,
+            "packages": {"": {"name": "lab-bot", "version": "1.0.0"}},
+        }
+    )
     sha = commit(host, "lab bot v2", f"{set_version('v2')}; echo {shlex.quote(lock)} > package-lock.json")
     proc = run_converge()
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -169,6 +187,115 @@ def test_a_commit_whose_app_exits_is_rolled_back_to_the_previous_image(host):
     # Only the live and the previous release's images are kept.
     tags = host.check_output("docker image ls --format '{{.Tag}}' homelab/discord_bot").split()
     assert len(tags) == 2, tags
+
+
+DELIVER = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks/ops/deliver.yml"
+RECORD = "/var/lib/homelab/releases/discord_bot.json"
+STAGES = ("Validate", "Test", "Build", "Deploy", "Verify")
+VERSION_TEST = (
+    "mkdir -p test; printf '%s\\n' \"const test = require('node:test'); const assert = require('node:assert');\" "
+    "\"test('version', () => assert.match(require('fs').readFileSync('server.js', 'utf8'), /VERSION = '{want}'/));\" "
+    "> test/version.test.js"
+)
+
+
+def deliver(**extra):
+    """The catalog's `deliver` playbook on the lab host, as the job engine runs it (the bots are
+    enabled by converge.yml's play vars here, so the run gets them as extra vars too)."""
+    params = {
+        "service": "discord_bot",
+        "discord_bot_enabled": True,
+        "stream_bot_enabled": True,
+        "discord_bot_health_timeout": 60,
+        "discord_bot_test_command": "node --test",
+        **extra,
+    }
+    return run_converge("-e", json.dumps(params), playbook=str(DELIVER))
+
+
+def stages_run(output: str) -> list[str]:
+    """The pipeline's stages that ran, in order: their marker tasks that reported ok (not skipped)."""
+    chunks = output.split("\nTASK [")
+    return [m[1] for c in chunks if (m := re.match(r"[^\]]*Stage: (\w+)\]", c)) and "\nok: [" in c]
+
+
+def record(host) -> dict:
+    return json.loads(host.file(RECORD).content_string)
+
+
+def label(host) -> str:
+    return host.check_output("docker inspect -f '{{index .Config.Labels \"homelab.commit\"}}' discord-bot").strip()
+
+
+def test_the_pipeline_tests_builds_deploys_and_verifies_a_commit_and_it_goes_live(host):
+    before = record(host)["commit"]
+    sha = commit(host, "lab bot v3, with tests", f"{set_version('v3')}; {VERSION_TEST.format(want='v3')}")
+    proc = deliver()
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert stages_run(proc.stdout) == list(STAGES), proc.stdout[-3000:]
+    # The tests ran in a throwaway container: node's test runner reported the passing test.
+    assert "pass 1" in proc.stdout and "fail 0" in proc.stdout, proc.stdout[-3000:]
+    assert get_json(host, BOT)["version"] == "v3"
+    assert running_image(host, "discord-bot").startswith(f"homelab/discord_bot:{sha[:12]}-")
+    assert label(host) == sha
+    rec = record(host)
+    assert rec["commit"] == sha and rec["previous_commit"] == before
+    assert rec["last"]["outcome"] == "live" and rec["last"]["commit"] == sha
+    assert not host.run("docker ps -a --format '{{.Names}}' | grep -x discord-bot-test").stdout
+
+
+def test_a_commit_whose_tests_fail_is_not_built_and_the_release_keeps_serving(host):
+    live = running_image(host, "discord-bot")
+    sha = commit(host, "lab bot v4, tests fail", f"{set_version('v4')}; {VERSION_TEST.format(want='v5')}")
+    proc = deliver()
+    assert proc.returncode != 0
+    assert stages_run(proc.stdout) == ["Validate", "Test"], proc.stdout[-3000:]
+    assert f"{sha[:12]} failed at Test; nothing live was changed" in proc.stdout, proc.stdout[-3000:]
+    assert "fail 1" in proc.stdout
+    assert running_image(host, "discord-bot") == live and get_json(host, BOT)["version"] == "v3"
+    assert host.run(f"docker image inspect homelab/discord_bot:{sha[:12]}").rc != 0, "a failing commit was built"
+    rec = record(host)
+    assert (rec["last"]["commit"], rec["last"]["outcome"], rec["last"]["stage"]) == (sha, "failed", "Test")
+
+
+def test_a_release_its_route_cannot_reach_is_rolled_back_after_verify(host):
+    """Healthy in its container (the healthcheck asks 127.0.0.1) but unreachable for Caddy: the app
+    binds to the loopback only, a classic. Verify fails, the previous release serves again."""
+    live, live_sha = running_image(host, "discord-bot"), label(host)
+    sha = commit(
+        host,
+        "lab bot v4: listens on loopback",
+        f"{set_version('v4')}; {VERSION_TEST.format(want='v4')}; "
+        "sed -i \"s/server.listen(Number(process.env.PORT || 3000),/server.listen(Number(process.env.PORT || 3000), '127.0.0.1',/\" server.js",
+    )
+    proc = deliver()
+    assert proc.returncode != 0
+    assert stages_run(proc.stdout) == [*STAGES, "Rollback"], proc.stdout[-3000:]
+    assert f"{sha[:12]} failed at Verify; the previous release serves again" in proc.stdout, proc.stdout[-3000:]
+    assert "did not answer through Caddy" in proc.stdout
+    assert running_image(host, "discord-bot") == live and label(host) == live_sha
+    assert get_json(host, BOT)["version"] == "v3"
+    rec = record(host)
+    assert rec["commit"] == live_sha and rec["last"]["outcome"] == "rolled_back" and rec["last"]["stage"] == "Verify"
+    # The fix goes live through the pipeline (and leaves main deployable for the check-mode test).
+    fixed = commit(
+        host,
+        "lab bot v4: listen on every address",
+        f"git revert --no-edit -n HEAD; {set_version('v4')}; {VERSION_TEST.format(want='v4')}",
+    )
+    proc = deliver()
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert get_json(host, BOT)["version"] == "v4" and label(host) == fixed
+    assert record(host)["previous_commit"] == live_sha
+
+
+def test_the_pipeline_refuses_a_bad_commit_parameter_and_a_service_it_cannot_deliver(host):
+    live = running_image(host, "discord-bot")
+    bad = deliver(commit="main; rm -rf /")
+    assert bad.returncode != 0 and "is not a commit id" in bad.stdout, bad.stdout[-2000:]
+    image = deliver(service="stream_bot")
+    assert image.returncode != 0 and "does not allow deliver" in image.stdout, image.stdout[-2000:]
+    assert running_image(host, "discord-bot") == live
 
 
 def test_check_mode_reports_no_changes_on_a_converged_host():
