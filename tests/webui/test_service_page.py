@@ -445,3 +445,42 @@ def test_home_to_service_page_by_keyboard_at_desktop_and_phone_sizes_with_live_t
             b.close()
     with store.session() as s:
         assert list(s.scalars(select(Job))) == [], "the walk started no job"
+
+
+def test_an_app_built_from_git_offers_the_pipeline_and_the_button_starts_a_deliver_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry says which apps the pipeline delivers (ops: deliver, an app built from git): their
+    page offers "Deliver (pipeline)", which starts the catalog's deliver on that app (the head of its
+    branch); an app run from an image does not offer it, and the form refuses it there."""
+    inventory = tmp_path / "inventory.yml"
+    hostvars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": PY,
+        "discord_bot_enabled": True,
+        "discord_bot_domain": "bot.page.test",
+        "discord_bot_git_repo": "https://git.page.test/me/bot.git",
+        "stream_bot_enabled": True,
+        "stream_bot_domain": "stream.page.test",
+        "stream_bot_source": "image",
+        "stream_bot_image": "example/stream:1",
+    }
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"homelab": {"hosts": {"alpha": hostvars}}}}}))
+    with logged_in_app(real_catalog_settings(tmp_path, inventory), monkeypatch) as (app, client):
+        page = client.get("/services/discord_bot").get_data(as_text=True)
+        assert re.findall(r'data-action="([a-z_]+)"', page)[-1] == "deliver"
+        assert "deliver" not in re.findall(
+            r'data-action="([a-z_]+)"', client.get("/services/stream_bot").get_data(as_text=True)
+        )
+        r = client.post(
+            "/services/stream_bot/run", data={"csrf_token": _csrf(client, "/services/stream_bot"), "entry": "deliver"}
+        )
+        assert r.status_code == 400 and not [j for j in _jobs(app) if j.playbook == "deliver"]
+        r = client.post(
+            "/services/discord_bot/run", data={"csrf_token": _csrf(client, "/services/discord_bot"), "entry": "deliver"}
+        )
+        assert r.status_code == 302
+        [job] = [j for j in _jobs(app) if j.playbook == "deliver"]
+        assert job.params == {"service": "discord_bot", "commit": ""} and r.headers["Location"].endswith(
+            f"/jobs/{job.id}"
+        )

@@ -294,3 +294,37 @@ def test_a_store_at_0004_gets_the_rollup_columns_keeping_its_samples_as_one_prob
     [hour] = service_history(store, "n8n", RANGES["7d"], dt.datetime(2026, 12, 2, 12, 0))["buckets"]
     assert (hour["samples"], hour["up_fraction"], hour["status"]) == (7, round(6 / 7, 4), "down")
     assert (hour["response_ms_mean"], hour["response_ms_max"]) == (round((40 + 5 * 30) / 6, 2), 70.0)
+
+
+def test_a_store_at_0005_gets_the_container_commit_column_keeping_its_container_samples(tmp_path):
+    """0006 adds container_samples.git_commit (the label homelab.commit the facts cycle reads): a sample
+    stored before has none (NULL, as_dict says ""), and one with a commit can be stored next to it."""
+    from sqlalchemy import create_engine
+
+    from homelab.facts import deployed_commit
+    from homelab.store import ContainerSample
+
+    url = f"sqlite:///{tmp_path / 'homelab.db'}"
+    old = create_engine(url)
+    with old.begin() as conn:
+        migrations.command.upgrade(migrations.config(conn), "0005")
+        conn.exec_driver_sql(
+            "INSERT INTO container_samples (host, at, service, name, state, health, restart_count, image) "
+            "VALUES ('alpha', '2026-12-04 10:00:00', 'discord_bot', 'discord-bot', 'running', '', 0, "
+            "'homelab/discord_bot:0123456789ab')"
+        )
+    assert "git_commit" not in {c["name"] for c in inspect(old).get_columns("container_samples")}
+    old.dispose()
+
+    store = Store(url)
+
+    assert _revision(store) == migrations.head() and _diffs(store) == []
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    with store.session.begin() as s:
+        [before] = s.scalars(select(ContainerSample)).all()
+        assert before.git_commit is None and before.as_dict()["git_commit"] == ""
+        assert deployed_commit(before.as_dict()) == "0123456789ab", "the image tag still says it"
+        s.add(ContainerSample(host="alpha", service="discord_bot", name="discord-bot", image="x", git_commit=sha))
+    with store.session() as s:
+        rows = s.scalars(select(ContainerSample).order_by(ContainerSample.id)).all()
+        assert [r.git_commit for r in rows] == [None, sha]

@@ -1,7 +1,8 @@
 """Host and container facts without an agent on the host: the read-only `facts` catalog playbook
 (playbooks/ops/facts.yml) runs through the one job engine every HOMELAB_FACTS_INTERVAL (5 min) and
 what it reports (set_stats) is kept as samples: each host's CPU, memory, disk, load and uptime,
-each service container's state, health, restart count and image.
+each service container's state, health, restart count, image and commit (its label homelab.commit,
+which the delivery pipeline sets: deployed_commit says which commit a container runs).
 
 Why it is built this way:
 - A catalog playbook through the engine, like every other run: it is audited as a job, it queues
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -28,6 +30,10 @@ from homelab.store import ContainerSample, HostSample, Store, iso_z, rowcount, u
 
 log = logging.getLogger(__name__)
 ENTRY = "facts"  # the catalog entry the cycle runs
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")  # a container's label homelab.commit: the full sha, nothing else kept
+# the delivery pipeline's image tag: homelab/<app>:<first 12 hex of the commit>[-<8 hex>]
+IMAGE_COMMIT_RE = re.compile(r"(?:^|/)homelab/[a-z0-9][a-z0-9_.-]*:([0-9a-f]{12})(?:-[0-9a-f]{8})?$")
+SHORT = 12  # how many hex digits of a commit a page shows
 CONTAINERS_ERROR = "containers: "  # how a host sample's error says its containers could not be read
 HOST_FIELDS = ("cpu_percent", "cpus", "mem_percent", "mem_total", "disk_percent", "disk_free") + (
     "load1",
@@ -50,6 +56,22 @@ def _number(value: Any, kind: type) -> Any:
 
 def _text(value: Any, limit: int) -> str:
     return str(value if value is not None else "")[:limit]
+
+
+def _sha(value: Any) -> str:
+    """A commit label as stored: a full sha (lower case), "" for anything else."""
+    text = str(value or "").strip().lower()
+    return text if SHA_RE.match(text) else ""
+
+
+def deployed_commit(container: dict[str, Any]) -> str:
+    """The commit a container runs, as a page shows it (12 hex): from its label homelab.commit, else
+    from the delivery pipeline's image tag (homelab/<app>:<12 hex>[-<8 hex>]); "" when neither says."""
+    sha = _sha(container.get("git_commit"))
+    if sha:
+        return sha[:SHORT]
+    m = IMAGE_COMMIT_RE.search(str(container.get("image") or ""))
+    return m.group(1) if m else ""
 
 
 class FactsService:
@@ -133,6 +155,7 @@ class FactsService:
                         health=_text(item.get("health"), 32),
                         restart_count=_number(item.get("restart_count"), int) or 0,
                         image=_text(item.get("image"), 500),
+                        git_commit=_sha(item.get("commit")),
                     )
                 )
         cutoff = now - dt.timedelta(days=self.settings.status_retention_days)

@@ -347,7 +347,7 @@ class HostSample(Base):
 
 
 class ContainerSample(Base):
-    """One container of a service as the facts cycle saw it: state, health, restarts, image."""
+    """One container of a service as the facts cycle saw it: state, health, restarts, image, commit."""
 
     __tablename__ = "container_samples"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -360,11 +360,17 @@ class ContainerSample(Base):
     health: Mapped[str] = mapped_column(String(32), default="")  # healthy, unhealthy, starting, "" (no check)
     restart_count: Mapped[int] = mapped_column(Integer, default=0)
     image: Mapped[str] = mapped_column(Text, default="")
+    # the full sha of its label homelab.commit (what the delivery pipeline built it from), "" without one
+    git_commit: Mapped[str | None] = mapped_column(String(40), default="", nullable=True)
     __table_args__ = (Index("ix_container_samples_service_at", "service", "at"),)
 
     def as_dict(self) -> dict[str, Any]:
         keys = ("host", "service", "name", "state", "health", "restart_count", "image")
-        return {"observed_at": iso_z(self.at), **{k: getattr(self, k) for k in keys}}
+        return {
+            "observed_at": iso_z(self.at),
+            **{k: getattr(self, k) for k in keys},
+            "git_commit": self.git_commit or "",
+        }
 
 
 class SchedulerLease(Base):

@@ -1,6 +1,7 @@
 """Flask application factory: the web UI and REST API over the one job engine. This is where the
-parts are composed: the core and the engine, the drift service, the status cycle, the scheduler
-(each action registered by the part that handles it) and, unless HOMELAB_JARVIS=0, Jarvis and its pages."""
+parts are composed: the core and the engine, the drift service, the alerts of a failed pipeline
+(homelab.jobs.stages), the status cycle, the scheduler (each action registered by the part that
+handles it) and, unless HOMELAB_JARVIS=0, Jarvis and its pages."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from homelab.drift import DriftService
 from homelab.facts import FactsService
 from homelab.inventory import Inventory
 from homelab.jobs import JobEngine
+from homelab.jobs.stages import StageAlerts
 from homelab.notify import Notifier
 from homelab.schedule.definitions import Schedules
 from homelab.schedule.runner import Scheduler, run_playbook_handler
@@ -88,6 +90,7 @@ def create_app(
     schedules = Schedules(settings.schedules, catalog, inventory)
     notifier = Notifier.from_env(schedules.notify_config())
     drift = DriftService(settings, store, catalog, inventory, engine, notifier)
+    StageAlerts(engine, notifier, settings.public_url)  # a delivery (a job with stages) that fails is told
     scheduler = Scheduler(
         store,
         schedules,

@@ -1,10 +1,11 @@
-"""A service's own page, /services/<name>: its status tiles, its containers, the buttons that apply
-to it (deploy, check, restart, roll back: catalog entries through the one engine, a disruptive one
-only once confirmed), its history charts (response time, up/down, its containers' restarts), its
-logs tail (the read-only `logs` catalog entry), its recent jobs, its drift and Jarvis's findings
-about it, and its on/off switch (`<role>_enabled` in the inventory, homelab.switch; switching off
-asks first). The name is looked up in the service registry and is only ever data: an unknown one is
-a 404, and nothing from the request reaches a template as template text."""
+"""A service's own page, /services/<name>: its status tiles, its containers and the commit they run
+(with its newest delivery, homelab.web.deliveries), the buttons that apply to it (deploy, check,
+restart, roll back: catalog entries through the one engine, a disruptive one only once confirmed),
+its history charts (response time, up/down, its containers' restarts), its logs tail (the read-only
+`logs` catalog entry), its recent jobs, its drift and Jarvis's findings about it, and its on/off
+switch (`<role>_enabled` in the inventory, homelab.switch; switching off asks first). The name is
+looked up in the service registry and is only ever data: an unknown one is a 404, and nothing from
+the request reaches a template as template text."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from sqlalchemy import select
 
 from homelab.catalog import ValidationError
+from homelab.facts import deployed_commit
 from homelab.history import RANGES, host_history, service_history
+from homelab.jobs.stages import DELIVER
 from homelab.refused import refused_outcome, refused_params
 from homelab.registry import Service
 from homelab.states import FINAL_STATES
@@ -24,6 +27,7 @@ from homelab.store import Job
 from homelab.switch import SwitchError, inventory_base, not_switchable, switch, target, variable
 from homelab.web.auth import audit, current_user, request_source
 from homelab.web.context import homelab
+from homelab.web.deliveries import deployed, latest_deliveries
 from homelab.web.jobstream import sse
 
 bp = Blueprint("service_page", __name__, url_prefix="/services")
@@ -33,9 +37,10 @@ ACTIONS = (
     ("check_service", "deploy", "Check (dry run)"),
     ("restart_service", "restart", "Restart"),
     ("rollback_service", "rollback", "Roll back"),
+    ("deliver", "deliver", "Deliver (pipeline)"),
 )
 LOGS = "logs"
-ONE_SERVICE = ("deploy_service", "check_service", "restart_service", "rollback_service", LOGS)
+ONE_SERVICE = ("deploy_service", "check_service", "restart_service", "rollback_service", "deliver", LOGS)
 EVERY_SERVICE = ("site", "site_check")  # runs that deploy (or check) every enabled service
 
 
@@ -258,6 +263,9 @@ def _page(
     jobs = _jobs(svc.name)
     logs_job, logs = _logs_job(svc.name, jobs)
     facts = getattr(h, "facts", None)
+    containers = (
+        [{**c, "commit": deployed_commit(c)} for c in facts.containers(svc.name)] if facts is not None else None
+    )
     logs_entry = h.catalog.entries.get(LOGS)
     history = None
     if h.status is not None:
@@ -267,7 +275,11 @@ def _page(
             "service.html",
             svc=svc,
             status=status,
-            containers=facts.containers(svc.name) if facts is not None else None,
+            containers=containers,
+            deployed=deployed(containers or []),
+            delivers="deliver" in svc.ops,
+            delivery=latest_deliveries(svc.name).get(svc.name),
+            deliver_entry=h.catalog.entries.get(DELIVER),
             actions=_actions(svc),
             confirm=confirm,
             jobs=jobs,

@@ -23,11 +23,13 @@ from homelab.backups import LIST as LIST_BACKUPS
 from homelab.backups import known_backups
 from homelab.catalog import CATEGORIES, ValidationError, require_confirm
 from homelab.joboutput import shown_output
+from homelab.jobs.stages import job_stages
 from homelab.refused import refused_outcome, refused_params
 from homelab.states import FINAL_STATES, STATES
 from homelab.store import AuditEntry, DriftRun, Job
 from homelab.web.auth import audit, current_user, request_source
 from homelab.web.context import homelab
+from homelab.web.deliveries import containers_by_service, deployed, latest_deliveries
 from homelab.web.inputs import whole_number
 from homelab.web.jobstream import stream_job
 
@@ -97,19 +99,22 @@ def _status_rows() -> tuple[list[dict[str, Any]], str]:
 
 
 # Catalog playbooks that deploy one service (named by their `service` parameter) or every enabled one.
-DEPLOYS_ONE = ("deploy_service", "rollback_service")
+DEPLOYS_ONE = ("deploy_service", "rollback_service", "deliver")
 DEPLOYS_ALL = ("site",)
 
 
 def _services(jobs: list[Job]) -> tuple[list[dict[str, Any]], str]:
     """The enabled services of the service registry, with their URL and their last deploy: the
-    newest finished real run that deployed them (the site, Deploy a service, a roll back, by
-    anyone: the web, a schedule, Jarvis). Returns (rows, why the registry could not be read)."""
+    newest finished real run that deployed them (the site, Deploy a service, a roll back, a delivery,
+    by anyone: the web, a schedule, Jarvis); the commit their containers run and their newest
+    delivery (homelab.web.deliveries). Returns (rows, why the registry could not be read)."""
     h = homelab()
     try:
         services = h.inventory.registry.union()
     except Exception as exc:  # a broken inventory or registry entry must not take the dashboard down
         return [], str(exc)
+    boxes = containers_by_service()
+    deliveries = latest_deliveries()
     out = []
     for name, svc in services.items():
         if not svc.enabled:
@@ -130,6 +135,9 @@ def _services(jobs: list[Job]) -> tuple[list[dict[str, Any]], str]:
                 "url": svc.url,
                 "domains": list(svc.domains),
                 "last": last,
+                "deployed": deployed(boxes.get(name, [])),
+                "delivers": "deliver" in svc.ops,
+                "delivery": deliveries.get(name),
             }
         )
     return out, ""
@@ -264,22 +272,29 @@ def job(job_id: int) -> Any:
         drift_run = s.get(DriftRun, job_id)
     return render_template(
         "job.html",
-        job=j,
         drift_run=drift_run,
-        recaps=h.engine.recaps(job_id),
-        results=h.engine.task_results(job_id),
         # without the bare timestamp lines skipped tasks leave (homelab.joboutput)
         events=shown_output(h.engine.events_after(job_id, 0, limit=100000)) if j.status in FINAL_STATES else [],
+        **_summary(j),
     )
 
 
 @bp.get("/jobs/<int:job_id>/summary")
 def job_summary(job_id: int) -> Any:
+    return render_template("_summary.html", **_summary(homelab().engine.get(job_id)))
+
+
+def _summary(j: Job) -> dict[str, Any]:
+    """What _summary.html shows (the job page, and again live): the stages (a job whose tasks mark
+    them, homelab.jobs.stages), the recap and the task results."""
     h = homelab()
-    j = h.engine.get(job_id)
-    return render_template(
-        "_summary.html", job=j, recaps=h.engine.recaps(job_id), results=h.engine.task_results(job_id)
-    )
+    results = h.engine.task_results(j.id)
+    return {
+        "job": j,
+        "stages": job_stages(results, j.status, j.reason),
+        "recaps": h.engine.recaps(j.id),
+        "results": results,
+    }
 
 
 @bp.get("/jobs/<int:job_id>/stream")

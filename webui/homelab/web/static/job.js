@@ -9,10 +9,28 @@
   var last = 0;
   var src = new EventSource(out.dataset.stream);
   function nearBottom() { return out.scrollHeight - out.scrollTop - out.clientHeight < 60; }
+  // A pipeline's Stages panel (in _summary.html) follows the run: once a stage marker's banner was
+  // seen, at most every 2 s while output comes, only that panel is replaced (the task results are
+  // re-rendered once, at the end).
+  var stagesDue = null, ended = false;
+  function refreshStages() {
+    stagesDue = null;
+    fetch(out.dataset.summary, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("stages");
+        var summary = document.getElementById("summary");
+        var old = document.getElementById("stages");
+        if (ended || !fresh || !summary) return;  // the end's whole summary wins
+        if (old) old.replaceWith(fresh); else summary.prepend(fresh);
+      });
+  }
   src.addEventListener("output", function (e) {
     var ev = JSON.parse(e.data);
     if (ev.seq <= last) return;
     last = ev.seq;
+    var staged = document.getElementById("stages") || (ev.html && ev.html.indexOf("Stage: ") >= 0);
+    if (staged && !stagesDue) stagesDue = setTimeout(refreshStages, 2000);
     if (!ev.html) return;
     var follow = nearBottom();
     var span = document.createElement("span");
@@ -34,6 +52,8 @@
   });
   src.addEventListener("end", function () {
     src.close();
+    ended = true;
+    if (stagesDue) { clearTimeout(stagesDue); stagesDue = null; }
     fetch(out.dataset.summary, { credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (html) { document.getElementById("summary").innerHTML = html; });
