@@ -9,6 +9,7 @@ import logging
 from sqlalchemy import select, update
 
 from homelab.catalog import ValidationError
+from homelab.jobs.stages import DELIVER
 from jarvis.base import ACTOR, JarvisEvent  # noqa: F401
 from jarvis.config import Rule
 from jarvis.diagnosis import Diagnosing
@@ -149,6 +150,9 @@ class ActionRunner(Diagnosing, SafetyGate):
                     .values(status="escalated", decision=f"escalated: action #{a.id} {status}: {reason}"[:1000])
                 )
             self.audit("jarvis.escalate", a.target, {"action": a.id, "playbook": a.playbook}, reason[:200])
+        # A failed pipeline is told by the job engine itself, with the stage it failed at (StageAlerts,
+        # whoever started it): Jarvis does not send a second message for the same run.
+        if status in ("failed", "escalated") and a.finding_key and not (status == "failed" and a.playbook == DELIVER):
             self._notify(
                 JarvisEvent(
                     "escalated",

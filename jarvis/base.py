@@ -48,9 +48,9 @@ def scrub(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class JarvisEvent:
-    """A notification (escalation, breaker): the shape homelab.notify.Notifier sends."""
+    """A notification (escalation, breaker, a finding of a notify rule): the shape homelab.notify.Notifier sends."""
 
-    kind: str  # escalated, breaker
+    kind: str  # escalated, breaker, finding
     host: str
     playbook: str
     title: str

@@ -1,7 +1,8 @@
 """The rules file (jarvis/rules.yml, under version control) and Jarvis's environment settings.
 
 The file says what Jarvis checks (thresholds, domains, URLs), which finding codes map to which
-catalog playbook with which parameters and in which mode (auto | approve | off), and the safety
+catalog playbook with which parameters and in which mode (auto | approve | notify | off; notify
+runs nothing and only sends a notification, once per target within the throttle), and the safety
 limits: throttle per rule and target, circuit breaker, global rate limit, maintenance windows.
 It is validated as a whole when loaded; a rule whose playbook is not in the catalog (yet) stays
 listed but can never run ("unavailable"), so a rules file can name playbooks that land later.
@@ -21,7 +22,7 @@ import yaml
 from homelab.durations import duration_seconds
 from jarvis.findings import CODES
 
-MODES = ("auto", "approve", "off")
+MODES = ("auto", "approve", "notify", "off")
 PLACEHOLDER_RE = re.compile(r"\{([a-z_][a-z0-9_]{0,31})\}")
 RULE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -143,6 +144,7 @@ HOST_DEFAULTS: dict[str, Any] = {
     "backup_max_age_hours": 26,
     "backup_expected": False,
     "ddclient_max_age_hours": 0,
+    "deploy_watch_minutes": 30,
 }
 
 
@@ -265,6 +267,8 @@ def load_rules(path: Path, env: dict[str, str] | None = None) -> RulesFile:
         mode = str(raw.get("mode", "approve"))
         if mode not in MODES:
             raise RulesError(f"rule '{rid}': mode must be one of {', '.join(MODES)}")
+        if mode in ("auto", "approve") and not raw.get("playbook"):
+            raise RulesError(f"rule '{rid}': mode {mode} runs a playbook, so it needs one (or mode notify or off)")
         params = raw.get("params") or {}
         if not isinstance(params, dict) or not all(isinstance(v, (str, int, bool)) for v in params.values()):
             raise RulesError(f"rule '{rid}': params must map names to text, numbers or true/false")

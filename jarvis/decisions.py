@@ -4,16 +4,18 @@ propose (the chat, on a person's behalf), each through the safety gate."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
 from sqlalchemy import select, update
 
 from homelab.catalog import ValidationError
+from homelab.jobs.stages import DELIVER
 from homelab.refused import refused_outcome, refused_params
-from homelab.store import rowcount
+from homelab.store import AuditEntry, Job, rowcount
 from jarvis.actions import ActionRunner
-from jarvis.base import ACTOR  # noqa: F401
+from jarvis.base import ACTOR, JarvisEvent
 from jarvis.config import Rule
 from jarvis.findings import RANK
 from jarvis.models import ACTION_OPEN, JarvisAction, JarvisBreaker, JarvisFinding
@@ -55,6 +57,8 @@ class Deciding(ActionRunner):
                 return self._note(row, "reported only: no rule handles this code", None)
             if rule.mode == "off":
                 return self._note(row, f"reported only: rule {rule.id} is off", rule)
+            if rule.mode == "notify":
+                return self._notify_finding(row, rule)
             if row.status == "escalated":
                 return self._note(row, "escalated: a remediation did not fix it; waiting for a person", rule)
             with self.store.session() as s:
@@ -104,6 +108,59 @@ class Deciding(ActionRunner):
             else:
                 self._note(row, f"waiting for approval (rule {rule.id}): action #{action_id} would run {what}", rule)
             self._enqueue(self._run_action, action_id)
+
+    def _told_by_engine(self, row: JarvisFinding) -> str:
+        """A failed pipeline run by this server's job engine was told when it ended (the engine's
+        StageAlerts, naming the stage): its release record names the job (evidence last.job)."""
+        last = (row.evidence or {}).get("last") if isinstance(row.evidence, dict) else None
+        job_id = str((last or {}).get("job") or "") if isinstance(last, dict) else ""
+        if not job_id.isdigit():
+            return ""
+        with self.store.session() as s:
+            job = s.get(Job, int(job_id))
+        # Its status may still read running here (Jarvis re-checks as the job ends): the engine tells
+        # of it once it has ended failed.
+        if job is None or job.playbook != DELIVER:
+            return ""
+        return f"job #{job.id}, which ran it here, notified when it failed"
+
+    def _notify_finding(self, row: JarvisFinding, rule: Rule) -> None:
+        """Mode notify: no playbook, a notification, at most once per rule and target within the
+        rule's throttle (kept in the audit log: jarvis.notify), whether the finding stayed open or
+        came back. Maintenance windows do not hold it back: telling is not acting."""
+        sent = f"sent (rule {rule.id})"
+        told = self._told_by_engine(row)
+        if told:
+            return self._note(row, f"reported; {told}: not notified again (rule {rule.id})", rule)
+        with self.store.session() as s:
+            last = s.scalar(
+                select(AuditEntry)
+                .where(AuditEntry.action == "jarvis.notify", AuditEntry.target == row.target[:200])
+                .where(AuditEntry.outcome == sent)
+                .order_by(AuditEntry.id.desc())
+            )
+        if last is not None and last.at > self.clock() - dt.timedelta(seconds=rule.throttle):
+            if row.decision.startswith("reported and notified"):
+                return  # this very finding was the one notified
+            nxt = last.at + dt.timedelta(seconds=rule.throttle)
+            when = f"{last.at:%Y-%m-%d %H:%M} UTC, not again before {nxt:%Y-%m-%d %H:%M} UTC"
+            return self._note(row, f"reported; throttled: rule {rule.id} notified about {row.target} at {when}", rule)
+        url = f"{self.settings.public_url}/jarvis" if self.settings.public_url else ""
+        self._notify(
+            JarvisEvent(
+                "finding",
+                row.host,
+                "",
+                f"Jarvis: {row.summary}"[:300],
+                (f"{row.code} ({row.severity}) on {row.target}", *([rule.description] if rule.description else ())),
+                url,
+                alarm=row.severity != "info",
+            )
+        )
+        channels = getattr(self.notifier, "channels", None)
+        self.audit("jarvis.notify", row.target, {"code": row.code, "rule": rule.id}, sent)
+        where = f"to {', '.join(channels)}" if channels else "(no notification channel is configured)"
+        self._note(row, f"reported and notified {where} (rule {rule.id}, notify): no playbook runs", rule)
 
     def approve(self, action_id: int, user: str) -> JarvisAction:
         a = self._action(action_id)

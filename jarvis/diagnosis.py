@@ -82,6 +82,11 @@ class Diagnosing(JarvisBase):
             return ()
         data = (job.artifact_data or {}).get("jarvis_diagnose") or {}
         results = self.engine.task_results(job.id)
+        try:  # what each host runs and which git branch it follows (deploy.behind)
+            registry = self.inventory.registry.by_host()
+        except Exception as exc:  # a broken registry entry: the other host checks still count
+            d.notes.append(f"the service registry cannot be read, so no service is checked for new commits: {exc}")
+            registry = {}
         addresses: set[str] = set()
         for h in job.hosts or []:
             d.scopes.add(f"reach:{h}")
@@ -92,7 +97,7 @@ class Diagnosing(JarvisBase):
                 d.findings.append(hostchecks.unreachable(h, why))
                 continue
             d.scopes.add(f"host:{h}")
-            d.findings += hostchecks.judge(h, facts, self.rules.checks, self.clock())
+            d.findings += hostchecks.judge(h, facts, self.rules.checks, self.clock(), registry.get(h))
             for e in ((facts.get("ddclient") or {}).get("entries") or {}).values():
                 ip = e.get("ipv4") or e.get("ip")
                 if ip:

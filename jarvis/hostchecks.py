@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, Mapping
 
 from jarvis.config import Checks
 from jarvis.findings import Finding
@@ -16,6 +16,9 @@ from jarvis.findings import Finding
 DIVERGED_RE = re.compile(r"diverg|non-fast-forward|not possible to fast-forward|have diverged|refusing to merge", re.I)
 DDCLIENT_AUTH = {"badauth", "badagent", "!donator", "nochg-badauth", "unauthorized", "auth"}
 DDCLIENT_OK = {"good", "nochg", "noconnect-ok", ""}
+COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")  # what the catalog's `deliver` accepts as a commit
+URL_USER_RE = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@\s]*@", re.I)  # git sync writes https://***@host/...
+FAILED_OUTCOMES = ("failed", "rolled_back")
 
 
 def _age_hours(iso: Any, now: dt.datetime) -> float | None:
@@ -30,6 +33,25 @@ def _age_hours(iso: Any, now: dt.datetime) -> float | None:
     return (now - t).total_seconds() / 3600
 
 
+def _same_commit(a: Any, b: Any) -> bool:
+    """Two commit ids name the same commit (either may be abbreviated to 7 or more hex digits)."""
+    a, b = str(a or "").lower(), str(b or "").lower()
+    return bool(a and b and len(min(a, b, key=len)) >= 7 and (a.startswith(b) or b.startswith(a)))
+
+
+def _last(record: dict[str, Any]) -> dict[str, Any]:
+    """A release record's last attempt ({} when it records none)."""
+    last = record.get("last")
+    return last if isinstance(last, dict) else {}
+
+
+def _repo_url(url: Any) -> str:
+    """A git URL as compared between the registry's `source` and git sync's status file: without
+    user or token (git sync scrubs them), a trailing slash or `.git`, and case."""
+    u = URL_USER_RE.sub(r"\1", str(url or "").strip()).rstrip("/")
+    return (u[:-4] if u.endswith(".git") else u).lower()
+
+
 def unreachable(host: str, reason: str) -> Finding:
     return Finding(
         "host.unreachable",
@@ -42,8 +64,15 @@ def unreachable(host: str, reason: str) -> Finding:
     )
 
 
-def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | None = None) -> list[Finding]:
-    """Findings for one host's facts (now: naive UTC)."""
+def judge(
+    host: str,
+    facts: dict[str, Any],
+    checks: Checks,
+    now: dt.datetime | None = None,
+    services: Mapping[str, Any] | None = None,
+) -> list[Finding]:
+    """Findings for one host's facts (now: naive UTC); services: this host's service registry
+    (homelab.registry.Service by name), which says what follows a git branch (deploy.behind)."""
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     scope = f"host:{host}"
     out: list[Finding] = []
@@ -63,6 +92,30 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
         )
 
     th = checks.threshold
+    releases = facts.get("releases") or {}
+    if isinstance(releases.get("error"), str):  # the section itself failed (an unreadable directory)
+        add("check.error", "warning", "releases", f"release records unreadable: {releases['error']}", releases)
+        releases = {}
+    records: dict[str, dict[str, Any]] = {}
+    for svc, rec in sorted(releases.items()):
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("error"):
+            add("check.error", "warning", f"release:{svc}", f"release record of {svc} unreadable: {rec['error']}", rec)
+        else:
+            records[svc] = rec
+    watch = float(th("deploy_watch_minutes"))
+    after_deploy: dict[str, list[dict[str, Any]]] = {}  # service -> its failing containers, just after a deploy
+
+    def just_deployed(svc: str) -> bool:
+        """Deployed within the watch window, by a release that went live: after the pipeline's own
+        rollback a second rollback would go forward to the release that just failed."""
+        rec = records.get(svc) or {}
+        if _last(rec).get("outcome") == "rolled_back":
+            return False
+        age = _age_hours(rec.get("deployed_at"), now)
+        return age is not None and age * 60 <= watch
+
     c = facts.get("containers") or {}
     if c.get("error") and not c.get("items"):
         add("docker.unavailable", "critical", "docker", f"{host}: {c['error'][:200]}", {"error": c["error"]})
@@ -80,9 +133,23 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
                 "finished_at",
                 "health_output",
                 "error",
+                "commit",
             )
         }
-        if item.get("restarting") or item.get("state") == "restarting":
+        started = _age_hours(item.get("started_at"), now)
+        looping = int(item.get("restart_count") or 0) >= th("restart_loop_count") and (
+            started is not None and started < 0.25
+        )
+        failing = bool(
+            item.get("restarting")
+            or item.get("state") == "restarting"
+            or not item.get("running")
+            or item.get("health") == "unhealthy"
+            or looping  # up between its crashes: a release that dies after each start
+        )
+        if failing and svc and just_deployed(svc):
+            after_deploy.setdefault(svc, []).append(ev)  # a rollback, not a restart: reported once per service
+        elif item.get("restarting") or item.get("state") == "restarting":
             add(
                 "container.restart_loop",
                 "critical",
@@ -112,18 +179,53 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
                 service=svc,
                 container=name,
             )
-        elif int(item.get("restart_count") or 0) >= th("restart_loop_count"):
-            started = _age_hours(item.get("started_at"), now)
-            if started is not None and started < 0.25:
-                add(
-                    "container.restart_loop",
-                    "warning",
-                    f"container:{name}",
-                    f"{name} restarted {item.get('restart_count')} times, last {started * 60:.0f} min ago",
-                    ev,
-                    service=svc,
-                    container=name,
-                )
+        elif looping and started is not None:
+            add(
+                "container.restart_loop",
+                "warning",
+                f"container:{name}",
+                f"{name} restarted {item.get('restart_count')} times, last {started * 60:.0f} min ago",
+                ev,
+                service=svc,
+                container=name,
+            )
+    for svc, evs in sorted(after_deploy.items()):
+        rec = records[svc]
+        commit, previous = str(rec.get("commit") or ""), str(rec.get("previous_commit") or "")
+        age = (_age_hours(rec.get("deployed_at"), now) or 0.0) * 60
+        states = ", ".join(
+            f"{e['name']} {'unhealthy' if e.get('health') == 'unhealthy' else e.get('state')}" for e in evs
+        )
+        back = f"the previous release is {previous[:12]}" if previous else "no previous release is recorded"
+        add(
+            "deploy.unhealthy",
+            "critical",
+            f"deploy:{svc}",
+            f"{svc} failed {age:.0f} min after {commit[:12] or 'a release'} was deployed ({states}); {back}",
+            {"containers": evs, "commit": commit, "previous_commit": previous, "deployed_at": rec.get("deployed_at")},
+            service=svc,
+            commit=commit,
+            previous_commit=previous,
+        )
+    for svc, rec in sorted(records.items()):
+        last = _last(rec)
+        if last.get("outcome") not in FAILED_OUTCOMES:
+            continue
+        tried, stage = str(last.get("commit") or ""), str(last.get("stage") or "?")
+        how = "was rolled back" if last["outcome"] == "rolled_back" else "failed"
+        add(
+            "deploy.failed",
+            "warning",
+            f"deploy:{svc}@{tried}",
+            f"{svc}: delivering {tried[:12] or '?'} {how} at {stage}: {str(last.get('message') or '')[:160]}; "
+            f"{str(rec.get('commit') or '')[:12] or 'no recorded release'} serves",
+            {"last": last, "commit": rec.get("commit"), "deployed_at": rec.get("deployed_at")},
+            service=svc,
+            commit=tried,
+            outcome=str(last["outcome"]),
+            stage=stage,
+        )
+
     for d in facts.get("disk") or []:
         if d.get("error"):
             add(
@@ -187,6 +289,44 @@ def judge(host: str, facts: dict[str, Any], checks: Checks, now: dt.datetime | N
                     ev,
                     repo=name,
                 )
+        repos = [r for r in ((g.get("data") or {}).get("repos") or {}).values() if isinstance(r, dict)]
+        labels = {
+            i.get("service"): i.get("commit") for i in (c.get("items") or []) if i.get("service") and i.get("commit")
+        }
+        for name, entry in sorted((services or {}).items()):
+            if not (getattr(entry, "enabled", False) and getattr(entry, "auto_deploy", False) and entry.source):
+                continue
+            want = (_repo_url(entry.source), getattr(entry, "branch", ""))
+            # The source is the repository's URL, or (production) the checkout git sync keeps on the host.
+            repo = next(
+                (
+                    r
+                    for r in repos
+                    if want[1]
+                    and r.get("branch") == want[1]
+                    and want[0] in (_repo_url(r.get("url")), _repo_url(r.get("path")))
+                ),
+                None,
+            )
+            head = str((repo or {}).get("head") or "").lower()
+            if repo is None or not COMMIT_RE.match(head):
+                continue  # git sync does not follow this source and branch, or has never checked it out
+            rec = records.get(name) or {}
+            serving = str(rec.get("commit") or labels.get(name) or "")
+            last = _last(rec)
+            if _same_commit(serving, head) or (
+                _same_commit(last.get("commit"), head) and last.get("outcome") != "live"
+            ):
+                continue  # up to date, or this very commit already failed (deploy.failed says so)
+            add(
+                "deploy.behind",
+                "info",
+                f"deploy:{name}@{head}",
+                f"{name} serves {serving[:12] or 'an unknown commit'}; git sync has {head[:12]} on {want[1]}",
+                {"url": repo.get("url"), "branch": want[1], "head": head, "serving": serving, "last": last},
+                service=name,
+                commit=head,
+            )
         by_repo: dict[str, list[dict[str, Any]]] = {}
         for lock in g.get("locks") or []:
             if float(lock.get("age_seconds") or 0) >= th("git_lock_minutes") * 60:

@@ -367,3 +367,31 @@ class DNSServer:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def lab_jarvis(inventory: Path, var: Path, rules_path: Path, hook_url: str, stage_alerts: bool = False) -> Any:
+    """A real Jarvis over a started real job engine on a lab inventory, notifying hook_url; with
+    stage_alerts, the engine also tells of a failed pipeline, as the web app composes them."""
+    from dataclasses import replace
+
+    from homelab.jobs import JobEngine
+    from homelab.jobs.stages import StageAlerts
+    from homelab.notify import Notifier
+    from homelab.settings import Settings
+    from jarvis.config import JarvisSettings
+    from jarvis.service import Jarvis
+
+    var.mkdir()
+    settings = replace(
+        Settings.from_env({"HOMELAB_VAR_DIR": str(var)}),
+        inventory=inventory,
+        schedules=var / "schedules.yml",
+        scheduler=False,
+    )
+    engine = JobEngine.for_settings(settings)
+    if stage_alerts:
+        StageAlerts(engine, Notifier(urls={"webhook": hook_url}), "")
+    engine.start()
+    notifier = Notifier(urls={"webhook": hook_url})
+    jarvis_settings = JarvisSettings(rules_path=rules_path, api_key="")
+    return Jarvis(settings, engine.store, engine.catalog, engine.inventory, engine, notifier, jarvis_settings)

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
-from homelab.jobs import JobEngine
-from homelab.notify import Notifier
-from homelab.settings import Settings
 from homelab.testing.lab import ansible, container_state, host_ip, in_host, lab, start_lab_with_caddy
 
-from jarvis_helpers import Receiver, write_rules
+from jarvis_helpers import Receiver, lab_jarvis, write_rules
 
 # One lab host per xdist worker: the xdist_group below should keep this module on one worker, but
 # pytest-xdist 3.8 cannot regroup items under pytest 9 (it sets item._nodeid, pytest 9 reads item._id),
@@ -50,37 +46,14 @@ def lab_inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def make(lab_inventory: Path, tmp_path: Path, receiver: Receiver) -> Iterator[Any]:
-    from jarvis.config import JarvisSettings
-    from jarvis.service import Jarvis
-
     made: list[Any] = []
 
     def build(
         rules: list[dict[str, Any]], safety: dict[str, Any] | None = None, checks: dict[str, Any] | None = None
     ) -> Any:
-        var = tmp_path / f"var{len(made)}"
-        var.mkdir()
-        settings = replace(
-            Settings.from_env({"HOMELAB_VAR_DIR": str(var)}),
-            inventory=lab_inventory,
-            schedules=tmp_path / "schedules.yml",
-            scheduler=False,
-        )
-        engine = JobEngine.for_settings(settings)
-        store, catalog, inventory = engine.store, engine.catalog, engine.inventory
-        engine.start()
         path = write_rules(tmp_path / f"rules{len(made)}.yml", rules, safety, checks)
-        j = Jarvis(
-            settings,
-            store,
-            catalog,
-            inventory,
-            engine,
-            Notifier(urls={"webhook": receiver.url + "/hook"}),
-            JarvisSettings(rules_path=path, api_key=""),
-        )
-        made.append(j)
-        return j
+        made.append(lab_jarvis(lab_inventory, tmp_path / f"var{len(made)}", path, receiver.url + "/hook"))
+        return made[-1]
 
     yield build
     for j in made:

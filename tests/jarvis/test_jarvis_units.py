@@ -29,7 +29,7 @@ def rules_file(tmp_path: Path, doc: dict[str, Any]) -> Path:
         ({"id": "x", "codes": ["container.gone"], "playbook": "p"}, "unknown: container.gone"),
         (
             {"id": "x", "codes": ["container.down"], "playbook": "p", "mode": "yolo"},
-            "mode must be one of auto, approve, off",
+            "mode must be one of auto, approve, notify, off",
         ),
         ({"id": "X Y", "codes": ["container.down"], "playbook": "p"}, "must be lower-case"),
         ({"id": "x", "codes": ["container.down"], "playbook": "p", "throttle": "soon"}, "is not a duration"),

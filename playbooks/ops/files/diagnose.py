@@ -78,6 +78,7 @@ def containers():
                 "failing_streak": health.get("FailingStreak", 0), "restart_count": c.get("RestartCount", 0),
                 "started_at": st.get("StartedAt", ""), "finished_at": st.get("FinishedAt", ""),
                 "error": st.get("Error", ""), "project": labels.get("com.docker.compose.project", ""),
+                "commit": labels.get("homelab.commit", ""),
             })
     return {"available": True, "error": "", "items": items}
 
@@ -186,6 +187,26 @@ def backup():
     return {"present": True, "path": path, "data": data}
 
 
+def releases():
+    """The delivery pipeline's release records, one <service>.json each; no directory: none yet."""
+    path = CONFIG.get("releases_dir") or "/var/lib/homelab/releases"
+    if not os.path.isdir(path):
+        return {}
+    out = {}
+    for name in sorted(os.listdir(path)):
+        if name.startswith(".") or not name.endswith(".json"):
+            continue  # the pipeline's temporary files while it writes one
+        try:
+            with open(os.path.join(path, name)) as f:
+                record = json.load(f)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            record = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        out[name[:-5]] = record
+    return out
+
+
 def postgres():
     name = CONFIG.get("postgres_container") or "postgres"
     if not CONFIG.get("docker", True):
@@ -209,7 +230,8 @@ def main():
     started = time.monotonic()
     report = {"collected_at": now_iso()}
     for key, fn in (("containers", containers), ("disk", disk), ("memory", memory), ("load", load),
-                    ("git_sync", git_sync), ("ddclient", ddclient), ("backup", backup), ("postgres", postgres)):
+                    ("git_sync", git_sync), ("ddclient", ddclient), ("backup", backup), ("postgres", postgres),
+                    ("releases", releases)):
         report[key] = section(fn)
     report["seconds"] = round(time.monotonic() - started, 3)
     json.dump(report, sys.stdout)

@@ -3,8 +3,8 @@
 
 Runs on the managed host (ansible.builtin.script, standard library only), every few minutes from
 the facts cycle (webui/homelab/facts.py): CPU, memory, disk of the data root, load, uptime, and the
-state, health, restart count and image of every container that belongs to a service of the
-registry. It changes nothing and judges nothing; a section that fails reports its error instead
+state, health, restart count, image and commit (label homelab.commit) of every container that
+belongs to a service of the registry. It changes nothing and judges nothing; a section that fails reports its error instead
 of taking the others down. Configuration comes as JSON in the HOMELAB_FACTS_CONFIG variable.
 """
 
@@ -91,7 +91,8 @@ def containers():
         for c in json.loads(p.stdout or "[]"):
             name = str(c.get("Name", "")).lstrip("/")
             cfg = c.get("Config") or {}
-            svc = service_of(name, cfg.get("Labels") or {}, services)
+            labels = cfg.get("Labels") or {}
+            svc = service_of(name, labels, services)
             if not svc:
                 continue  # not a homelab service's container
             st = c.get("State") or {}
@@ -99,6 +100,7 @@ def containers():
                 "name": name, "service": svc, "state": st.get("Status", ""),
                 "health": (st.get("Health") or {}).get("Status", ""),
                 "restart_count": int(c.get("RestartCount") or 0), "image": str(cfg.get("Image", "")),
+                "commit": str(labels.get("homelab.commit", "")),  # the delivery pipeline's label: its full sha
             })
     return {"available": True, "error": "", "items": sorted(items, key=lambda i: (i["service"], i["name"]))}
 
