@@ -169,5 +169,115 @@ def test_slot_containers_have_limits_and_a_healthcheck(host):
         assert (mount["Source"], mount["RW"]) == (f"{ROOT}/slots", False)
 
 
+DELIVER = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "ops" / "deliver.yml"
+RECORD = "/var/lib/homelab/releases/static_site.json"
+REPO = "/srv/git/static_site.git"
+WORKTREE = "/srv/lab-site"
+STAGES = ("Validate", "Test", "Build", "Deploy", "Verify")
+
+
+def head(host) -> str:
+    return host.check_output(f"git -C {WORKTREE} rev-parse HEAD").strip()
+
+
+def commit(host, message: str, script: str) -> str:
+    """Change the lab site's working tree with a shell script, commit it, push it to main."""
+    cmd = (
+        f"set -e; cd {WORKTREE}; {script}; git add -A; git commit -q -m {shlex.quote(message)}; "
+        "git push -q origin main"
+    )
+    host.run_expect([0], f"bash -c {shlex.quote(cmd)}")
+    return head(host)
+
+
+def deliver(**extra):
+    """The catalog's `deliver` playbook on the lab host, as the job engine runs it, for the site built
+    from the lab repository (the converge serves a controller directory, so the run names the
+    repository, and the health path the lab site's releases keep their health file at)."""
+    params = {
+        "service": "static_site",
+        "static_site_enabled": True,
+        "static_site_src": "",
+        "static_site_repo": REPO,
+        "static_site_health_path": "/health",
+        "static_site_test_command": "grep -q site- index.html",
+        "static_site_test_image": os.environ["LAB_CADDY_IMAGE"],
+        **extra,
+    }
+    return run_converge("-e", json.dumps(params), playbook=str(DELIVER))
+
+
+def stages_run(output: str) -> list[str]:
+    """The pipeline's stages that ran, in order: their marker tasks that reported ok (not skipped)."""
+    chunks = output.split("\nTASK [")
+    return [m[1] for c in chunks if (m := re.match(r"[^\]]*Stage: (\w+)\]", c)) and "\nok: [" in c]
+
+
+def record(host) -> dict:
+    return json.loads(host.file(RECORD).content_string)
+
+
+def test_a_new_commit_goes_live_through_the_pipeline(host):
+    served_slot = active(host)
+    sha = commit(host, "lab site v2", "echo site-v2 > index.html")
+    proc = deliver(commit=sha)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert stages_run(proc.stdout) == list(STAGES), proc.stdout[-3000:]
+    assert served(host) == "site-v2"
+    # Into the idle slot, then Caddy switched to it; the slot that served keeps its release.
+    new_slot = "green" if served_slot == "blue" else "blue"
+    assert active(host) == routed_slot(host) == new_slot
+    assert release_of(host, new_slot) == sha
+    assert direct(host, served_slot).strip() == "release-A"
+    rec = record(host)
+    assert rec["service"] == "static_site" and rec["commit"] == sha
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rec["deployed_at"])
+    assert (rec["last"]["commit"], rec["last"]["outcome"], rec["last"]["stage"]) == (sha, "live", "Verify")
+    assert not host.run("docker ps -a --format '{{.Names}}' | grep -x static-site-test").stdout
+
+
+def test_a_commit_failing_the_slot_health_check_is_never_switched_to(host):
+    """The new release has no health file (404): the idle slot's direct check fails at Deploy, Caddy
+    is never switched, and the release that served still does."""
+    live_slot, live_sha = active(host), record(host)["commit"]
+    sha = commit(host, "lab site v3: no health file", "echo site-v3 > index.html; rm health")
+    proc = deliver(static_site_health_retries=2)
+    assert proc.returncode != 0
+    assert stages_run(proc.stdout) == ["Validate", "Test", "Build", "Deploy", "Rollback"], proc.stdout[-3000:]
+    assert f"static_site: {sha[:12]} failed at Deploy; nothing live was changed" in proc.stdout, proc.stdout[-3000:]
+    assert "FAILED its health check, so Caddy was NOT switched" in proc.stdout, proc.stdout[-3000:]
+    assert served(host) == "site-v2"
+    assert active(host) == routed_slot(host) == live_slot
+    rec = record(host)
+    assert rec["commit"] == live_sha and (rec["last"]["commit"], rec["last"]["stage"]) == (sha, "Deploy")
+    commit(host, "lab site v3 reverted", "git revert --no-edit -n HEAD")
+
+
+def test_a_commit_failing_verify_is_rolled_back_and_the_previous_release_serves(host):
+    """The new release moved its health file into a directory: the slot's own check follows the
+    redirect to /health/ and passes, a visitor's GET /health through Caddy gets a 308. Verify
+    fails after the switch, and Caddy goes back to the slot that served."""
+    live_slot, live_sha = active(host), record(host)["commit"]
+    sha = commit(host, "lab site v3: health moves into a directory",
+                 "echo site-v3 > index.html; mkdir h; mv health h/index.html; mv h health")
+    proc = deliver(static_site_verify_retries=2)
+    assert proc.returncode != 0
+    assert stages_run(proc.stdout) == [*STAGES, "Rollback"], proc.stdout[-3000:]
+    failed = f"static_site: {sha[:12]} failed at Verify; the previous release serves again"
+    assert failed in proc.stdout, proc.stdout[-3000:]
+    assert "did not answer through Caddy" in proc.stdout and "answered 308" in proc.stdout, proc.stdout[-3000:]
+    assert served(host) == "site-v2"
+    assert active(host) == routed_slot(host) == live_slot
+    rec = record(host)
+    assert rec["commit"] == live_sha
+    assert (rec["last"]["commit"], rec["last"]["outcome"], rec["last"]["stage"]) == (sha, "rolled_back", "Verify")
+    # The fix on main (so the repository is deliverable again), then the inventory's release A is
+    # converged back, for the check-mode test below.
+    commit(host, "lab site v4: the health file is back", "git revert --no-edit -n HEAD; echo site-v4 > index.html")
+    proc = run_converge()
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert served(host) == "release-A"
+
+
 def test_check_mode_reports_no_changes_on_a_converged_host():
     assert_check_mode_clean()
