@@ -112,3 +112,18 @@ def test_a_rule_s_mode_is_edited_in_its_line_audited_and_jarvis_reads_it_again(c
     # and back: the file is as it was
     client.post("/settings/jarvis/rules/restart-container/mode", data={"csrf_token": csrf, "mode": "auto"})
     assert rules.read_text() == before
+
+
+def test_a_rule_without_a_playbook_offers_only_notify_and_off_and_says_it_runs_nothing(client: Any) -> None:
+    """The shipped notify-failed-pipeline rule (mode notify, no playbook): the mode choices are the two
+    it can take, and the table says no playbook runs instead of "not in the catalog"."""
+    import re
+
+    c, _, _ = client
+    page = c.get("/settings").get_data(as_text=True)
+    row = page[page.index('data-rule="notify-failed-pipeline"') :]
+    row = row[: row.index("</tr>")]
+    assert re.findall(r'<option value="(\w+)"', row) == ["notify", "off"] and "selected>notify" in row
+    assert "none: reports and notifies" in row and "not in the catalog" not in row
+    row = page[page.index('data-rule="deliver-synced"') :]
+    assert re.findall(r'<option value="(\w+)"', row[: row.index("</tr>")]) == ["auto", "approve", "off"]
