@@ -41,3 +41,15 @@ def assert_check_mode_clean() -> None:
         assert c["changed"] == 0 and c["failed"] == 0 and c["unreachable"] == 0, (
             f"{host} drifted in check mode: {c}\n{proc.stdout[-6000:]}"
         )
+
+
+# The delivery pipeline (playbooks/ops/deliver.yml): the catalog's `deliver`, and its stages in order.
+DELIVER = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", ".")) / "playbooks" / "ops" / "deliver.yml"
+STAGES = ("Validate", "Test", "Build", "Deploy", "Verify")
+
+
+def stages_run(output: str) -> list[str]:
+    """The pipeline's stages that ran, in order: their marker tasks that reported ok (not skipped)."""
+    chunks = output.split("\nTASK [")
+    return [m[1] for c in chunks if (m := re.match(r"[^\]]*Stage: (\w+)\]", c)) and "\nok: [" in c]
+

@@ -12,12 +12,9 @@ image and the run fails.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shlex
-from pathlib import Path
 
-from checks import assert_check_mode_clean, run_converge
+from checks import DELIVER, STAGES, assert_check_mode_clean, run_converge, stages_run
 from services import get_json
 
 BOT = "https://bot.lab.test/"
@@ -189,9 +186,7 @@ def test_a_commit_whose_app_exits_is_rolled_back_to_the_previous_image(host):
     assert len(tags) == 2, tags
 
 
-DELIVER = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks/ops/deliver.yml"
 RECORD = "/var/lib/homelab/releases/discord_bot.json"
-STAGES = ("Validate", "Test", "Build", "Deploy", "Verify")
 VERSION_TEST = (
     "mkdir -p test; printf '%s\\n' \"const test = require('node:test'); const assert = require('node:assert');\" "
     "\"test('version', () => assert.match(require('fs').readFileSync('server.js', 'utf8'), /VERSION = '{want}'/));\" "
@@ -211,12 +206,6 @@ def deliver(**extra):
         **extra,
     }
     return run_converge("-e", json.dumps(params), playbook=str(DELIVER))
-
-
-def stages_run(output: str) -> list[str]:
-    """The pipeline's stages that ran, in order: their marker tasks that reported ok (not skipped)."""
-    chunks = output.split("\nTASK [")
-    return [m[1] for c in chunks if (m := re.match(r"[^\]]*Stage: (\w+)\]", c)) and "\nok: [" in c]
 
 
 def record(host) -> dict:

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from checks import assert_check_mode_clean, recap, run_converge
+from checks import DELIVER, STAGES, assert_check_mode_clean, recap, run_converge, stages_run
 from services import CADDY_DATA, ROOT_CA, curl
 
 DOMAIN = "static.lab.test"
@@ -169,11 +169,9 @@ def test_slot_containers_have_limits_and_a_healthcheck(host):
         assert (mount["Source"], mount["RW"]) == (f"{ROOT}/slots", False)
 
 
-DELIVER = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "playbooks" / "ops" / "deliver.yml"
 RECORD = "/var/lib/homelab/releases/static_site.json"
 REPO = "/srv/git/static_site.git"
 WORKTREE = "/srv/lab-site"
-STAGES = ("Validate", "Test", "Build", "Deploy", "Verify")
 
 
 def head(host) -> str:
@@ -205,12 +203,6 @@ def deliver(**extra):
         **extra,
     }
     return run_converge("-e", json.dumps(params), playbook=str(DELIVER))
-
-
-def stages_run(output: str) -> list[str]:
-    """The pipeline's stages that ran, in order: their marker tasks that reported ok (not skipped)."""
-    chunks = output.split("\nTASK [")
-    return [m[1] for c in chunks if (m := re.match(r"[^\]]*Stage: (\w+)\]", c)) and "\nok: [" in c]
 
 
 def record(host) -> dict:
