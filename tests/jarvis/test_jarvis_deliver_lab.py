@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from homelab.testing.lab import ansible, in_host, lab, lab_inventory, require_lab_images
+from homelab.testing.server import wait_until
 
 from jarvis_helpers import Receiver, lab_jarvis, write_rules
 
@@ -142,16 +142,6 @@ def record() -> dict[str, Any]:
     return json.loads(in_host(HOST, f"cat {RECORD}"))
 
 
-def wait_for(what: str, probe: Any, timeout: float = 120) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = probe()
-        if got:
-            return got
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def test_a_pushed_commit_is_delivered_by_the_pipeline_once_and_goes_live(make: Any) -> None:
     j = make([shipped("deliver-synced")])
     before, _ = serving()
@@ -196,9 +186,10 @@ def test_a_release_that_dies_right_after_its_deploy_is_rolled_back_once_a_person
     [delivered] = j.actions()
     assert (delivered.playbook, delivered.status) == ("deliver", "resolved"), delivered.as_dict()
     assert running_commit() == head  # (it may be between two crashes: no request)
-    wait_for(
-        "the new release to crash twice",
+    wait_until(
         lambda: int(in_host(HOST, "docker inspect -f '{{.RestartCount}}' discord-bot").strip() or 0) >= 2,
+        timeout=120,
+        what="the new release to crash twice",
     )
     d = j.cycle("test")
     assert [(f.code, f.params.get("service")) for f in d.findings] == [("deploy.unhealthy", "discord_bot")], [
